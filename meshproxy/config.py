@@ -1,0 +1,233 @@
+"""The TOML configuration: one file, byte-identical on every node.
+
+Each section is a frozen dataclass; each field carries its help text in ``metadata["help"]``.
+``load()`` reads a file, ``parse()`` a mapping; both raise ``ConfigError`` naming the key at
+fault.  ``docs/configuration.md`` documents every key (a unit test keeps the two in step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshproxy.errors import ConfigError
+
+
+def _opt(default: Any, help_text: str) -> Any:
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help_text})
+    return field(default=default, metadata={"help": help_text})
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str = _opt("", "This node's name; empty: PROXY_HOSTNAME, then the host name.")
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    listen: list[str] = _opt(["127.0.0.1:143"], "Plain/STARTTLS listeners, host:port.")
+    tls_listen: list[str] = _opt([], "Implicit-TLS listeners (IMAPS), host:port.")
+    proxy: bool = _opt(False, "Route by mailhost (Courier's IMAP_PROXY); false: serve all here.")
+    foreign: bool = _opt(False, "After a foreign login, send the backend's CAPABILITY.")
+    sasl_mechanisms: list[str] = _opt(
+        ["PLAIN", "LOGIN"], "AUTH= mechanisms advertised (PLAIN, LOGIN, CRAM-MD5)."
+    )
+    greeting: str = _opt("meshproxy ready.", "Text of the untagged OK greeting.")
+
+
+@dataclass(frozen=True)
+class Pop3Config:
+    listen: list[str] = _opt(["127.0.0.1:110"], "Plain/STLS listeners, host:port.")
+    tls_listen: list[str] = _opt([], "Implicit-TLS listeners (POP3S), host:port.")
+    proxy: bool = _opt(False, "Route by mailhost (Courier's POP3_PROXY); false: serve all here.")
+    sasl_mechanisms: list[str] = _opt(
+        ["PLAIN", "LOGIN"], "SASL mechanisms listed by CAPA (PLAIN, LOGIN, CRAM-MD5)."
+    )
+    greeting: str = _opt("meshproxy ready.", "Text of the +OK greeting.")
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: str = _opt("", "PEM certificate chain; empty disables STARTTLS/STLS and TLS listeners.")
+    key: str = _opt("", "PEM private key (may be the cert file).")
+    required: bool = _opt(False, "Refuse logins before TLS (LOGINDISABLED, no USER before STLS).")
+
+
+@dataclass(frozen=True)
+class CourierConfig:
+    config_dir: str = _opt("/etc/courier", "Directory holding imapd, imapd-ssl, pop3d, pop3d-ssl.")
+    imapd: str = _opt("/usr/bin/imapd", "Courier's IMAP server program.")
+    pop3d: str = _opt("/usr/lib/courier/courier/courierpop3d", "Courier's POP3 server program.")
+    maildir: str = _opt("Maildir", "Maildir argument when the account names none.")
+
+
+@dataclass(frozen=True)
+class UserdbConfig:
+    path: str = _opt("/etc/courier/userdb", "Courier userdb text file or directory of files.")
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    source: str = _opt("userdb", "Account source: userdb.")
+    failure_delay: float = _opt(2.0, "Seconds before a failed login is answered.")
+    default_options: str = _opt("", "Options merged into every account (DEFAULTOPTIONS).")
+    userdb: UserdbConfig = field(default_factory=UserdbConfig, metadata={"help": "userdb."})
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_connections: int = _opt(1000, "Pre-login and relayed sessions at once, all listeners.")
+    max_per_ip: int = _opt(20, "Sessions at once from one client address.")
+    login_timeout: float = _opt(60.0, "Seconds a client has to log in.")
+    idle_timeout: float = _opt(1800.0, "Seconds a relayed session may stay silent both ways.")
+    max_line: int = _opt(8192, "Longest pre-login command line, in bytes.")
+    max_literal: int = _opt(8192, "Largest pre-login literal, in bytes.")
+    max_errors: int = _opt(10, "Protocol errors in a row before the session is closed.")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = _opt("INFO", "DEBUG, INFO, WARNING or ERROR.")
+
+
+@dataclass(frozen=True)
+class Config:
+    node: NodeConfig = field(default_factory=NodeConfig, metadata={"help": "This node."})
+    imap: ImapConfig = field(default_factory=ImapConfig, metadata={"help": "IMAP."})
+    pop3: Pop3Config = field(default_factory=Pop3Config, metadata={"help": "POP3."})
+    tls: TlsConfig = field(default_factory=TlsConfig, metadata={"help": "TLS."})
+    courier: CourierConfig = field(default_factory=CourierConfig, metadata={"help": "Courier."})
+    auth: AuthConfig = field(default_factory=AuthConfig, metadata={"help": "Accounts."})
+    limits: LimitsConfig = field(default_factory=LimitsConfig, metadata={"help": "Limits."})
+    log: LogConfig = field(default_factory=LogConfig, metadata={"help": "Logging."})
+
+
+def load(path: str | Path) -> Config:
+    """Read and validate a TOML file."""
+    try:
+        with open(path, "rb") as stream:
+            data = tomllib.load(stream)
+    except OSError as exc:
+        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
+    config = parse(data)
+    validate(config)
+    return config
+
+
+def parse(data: Mapping[str, Any]) -> Config:
+    """Build a Config from a mapping; unknown keys and wrong types raise ConfigError."""
+    return typing.cast(Config, _build(Config, data, ""))
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        raise ConfigError(prefix or "(top)", "must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            raise ConfigError(_join(prefix, key), "unknown key")
+    values: dict[str, Any] = {}
+    for name in known:
+        if name not in data:
+            continue
+        hint = hints[name]
+        key = _join(prefix, name)
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(typing.cast(type, hint), data[name], key)
+        else:
+            values[name] = _convert(hint, data[name], key)
+    return cls(**values)
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def _convert(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(key, f"must be a list of {item.__name__}")
+        return [_convert(item, entry, key) for entry in value]
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(key, "unsupported type")
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool):
+        raise ConfigError(key, "must be an integer")
+    if not isinstance(value, hint):
+        raise ConfigError(key, f"must be {_type_name(hint)}, not {type(value).__name__}")
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
+        hint, str(hint)
+    )
+
+
+SOURCES = ("userdb",)
+SASL = ("PLAIN", "LOGIN", "CRAM-MD5")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def validate(config: Config) -> None:
+    """Checks that span values: addresses, files, enumerations."""
+    for section in ("imap", "pop3"):
+        proto = getattr(config, section)
+        for key in ("listen", "tls_listen"):
+            for address in getattr(proto, key):
+                parse_address(address, f"{section}.{key}")
+        for mech in proto.sasl_mechanisms:
+            if mech.upper() not in SASL:
+                raise ConfigError(f"{section}.sasl_mechanisms", f"unknown mechanism {mech!r}")
+        if proto.tls_listen and not config.tls.cert:
+            raise ConfigError(f"{section}.tls_listen", "needs tls.cert and tls.key")
+    if config.tls.required and not config.tls.cert:
+        raise ConfigError("tls.required", "needs tls.cert and tls.key")
+    if bool(config.tls.cert) != bool(config.tls.key):
+        raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
+    if config.auth.source not in SOURCES:
+        raise ConfigError("auth.source", f"must be one of {', '.join(SOURCES)}")
+    if config.log.level.upper() not in LEVELS:
+        raise ConfigError("log.level", f"must be one of {', '.join(LEVELS)}")
+    _check_limits(config.limits)
+
+
+def _check_limits(limits: LimitsConfig) -> None:
+    for spec in dataclasses.fields(limits):
+        if getattr(limits, spec.name) <= 0:
+            raise ConfigError(f"limits.{spec.name}", "must be positive")
+
+
+def parse_address(text: str, key: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` into (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(key, f"{text!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def iter_keys(cls: type = Config, prefix: str = "") -> typing.Iterator[tuple[str, str]]:
+    """Every (dotted key, help) pair, for docs and their test."""
+    hints = typing.get_type_hints(cls)
+    for spec in dataclasses.fields(cls):
+        key = _join(prefix, spec.name)
+        hint = hints[spec.name]
+        if dataclasses.is_dataclass(hint):
+            yield from iter_keys(typing.cast(type, hint), key)
+        else:
+            yield key, spec.metadata.get("help", "")

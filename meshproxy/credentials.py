@@ -1,0 +1,32 @@
+"""What a client presented to log in.  Plain data; ``auth`` checks it against an account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class PlainCredentials:
+    """A clear password: IMAP LOGIN, AUTHENTICATE PLAIN/LOGIN, POP3 USER+PASS, AUTH PLAIN/LOGIN.
+
+    ``authzid`` is the PLAIN authorisation identity; meshproxy refuses one that differs from
+    ``authcid`` (no master users at the client edge).
+    """
+
+    authcid: str
+    password: str = field(repr=False)
+    authzid: str = ""
+    mechanism: str = "LOGIN"
+
+
+@dataclass(frozen=True)
+class CramCredentials:
+    """A CRAM-MD5 answer: ``digest`` is the hex HMAC-MD5 of ``challenge`` keyed by the password."""
+
+    authcid: str
+    challenge: bytes
+    digest: str
+    mechanism: str = "CRAM-MD5"
+
+
+Credentials = PlainCredentials | CramCredentials
