@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal, TypeAlias
 
 from meshproxy.credentials import Credentials
 
@@ -26,6 +27,9 @@ class _Sentinel(Enum):
 
 NEED_DATA = _Sentinel.NEED_DATA
 """``next_event()`` returns this when it needs more bytes from the client."""
+
+NeedData: TypeAlias = Literal[_Sentinel.NEED_DATA]
+"""The type of ``NEED_DATA``."""
 
 
 @dataclass(frozen=True)
@@ -47,3 +51,6 @@ class Closed:
 
 
 Event = StartTLS | LoginAttempt | Closed
+
+NextEvent: TypeAlias = Event | NeedData
+"""What ``next_event()`` returns."""
