@@ -53,7 +53,9 @@ class Options:
         if not defaults:
             return self
         mine = {key for key, _ in self.entries}
-        extra = [item for item in defaults.split(",") if item and item.partition("=")[0] not in mine]
+        extra = [
+            item for item in defaults.split(",") if item and item.partition("=")[0] not in mine
+        ]
         return Options(",".join([self.raw, *extra]) if self.raw else ",".join(extra))
 
 
