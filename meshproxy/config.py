@@ -20,9 +20,11 @@ from meshproxy.errors import ConfigError
 
 
 def _opt(default: Any, help_text: str) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"help": help_text})
-    return field(default=default, metadata={"help": help_text})
+    return field(default=default, metadata=_help(help_text))
+
+
+def _help(help_text: str) -> dict[str, str]:
+    return {"help": help_text}
 
 
 @dataclass(frozen=True)
@@ -32,23 +34,35 @@ class NodeConfig:
 
 @dataclass(frozen=True)
 class ImapConfig:
-    listen: list[str] = _opt(["127.0.0.1:143"], "Plain/STARTTLS listeners, host:port.")
-    tls_listen: list[str] = _opt([], "Implicit-TLS listeners (IMAPS), host:port.")
+    listen: list[str] = field(
+        default_factory=lambda: ["127.0.0.1:143"],
+        metadata=_help("Plain/STARTTLS listeners, host:port."),
+    )
+    tls_listen: list[str] = field(
+        default_factory=list, metadata=_help("Implicit-TLS listeners (IMAPS), host:port.")
+    )
     proxy: bool = _opt(False, "Route by mailhost (Courier's IMAP_PROXY); false: serve all here.")
     foreign: bool = _opt(False, "After a foreign login, send the backend's CAPABILITY.")
-    sasl_mechanisms: list[str] = _opt(
-        ["PLAIN", "LOGIN"], "AUTH= mechanisms advertised (PLAIN, LOGIN, CRAM-MD5)."
+    sasl_mechanisms: list[str] = field(
+        default_factory=lambda: ["PLAIN", "LOGIN"],
+        metadata=_help("AUTH= mechanisms advertised (PLAIN, LOGIN, CRAM-MD5)."),
     )
     greeting: str = _opt("meshproxy ready.", "Text of the untagged OK greeting.")
 
 
 @dataclass(frozen=True)
 class Pop3Config:
-    listen: list[str] = _opt(["127.0.0.1:110"], "Plain/STLS listeners, host:port.")
-    tls_listen: list[str] = _opt([], "Implicit-TLS listeners (POP3S), host:port.")
+    listen: list[str] = field(
+        default_factory=lambda: ["127.0.0.1:110"],
+        metadata=_help("Plain/STLS listeners, host:port."),
+    )
+    tls_listen: list[str] = field(
+        default_factory=list, metadata=_help("Implicit-TLS listeners (POP3S), host:port.")
+    )
     proxy: bool = _opt(False, "Route by mailhost (Courier's POP3_PROXY); false: serve all here.")
-    sasl_mechanisms: list[str] = _opt(
-        ["PLAIN", "LOGIN"], "SASL mechanisms listed by CAPA (PLAIN, LOGIN, CRAM-MD5)."
+    sasl_mechanisms: list[str] = field(
+        default_factory=lambda: ["PLAIN", "LOGIN"],
+        metadata=_help("SASL mechanisms listed by CAPA (PLAIN, LOGIN, CRAM-MD5)."),
     )
     greeting: str = _opt("meshproxy ready.", "Text of the +OK greeting.")
 
@@ -116,7 +130,7 @@ def load(path: str | Path) -> Config:
             data = tomllib.load(stream)
     except OSError as exc:
         raise ConfigError(str(path), f"cannot read: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
     config = parse(data)
     validate(config)
@@ -183,17 +197,19 @@ LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def validate(config: Config) -> None:
-    """Checks that span values: addresses, files, enumerations."""
+    """Checks that span values: addresses, enumerations, texts (no file is opened)."""
+    seen: dict[tuple[str, int], str] = {}
     for section in ("imap", "pop3"):
         proto = getattr(config, section)
         for key in ("listen", "tls_listen"):
             for address in getattr(proto, key):
-                parse_address(address, f"{section}.{key}")
+                _check_unique(parse_address(address, f"{section}.{key}"), f"{section}.{key}", seen)
         for mech in proto.sasl_mechanisms:
             if mech.upper() not in SASL:
                 raise ConfigError(f"{section}.sasl_mechanisms", f"unknown mechanism {mech!r}")
         if proto.tls_listen and not config.tls.cert:
             raise ConfigError(f"{section}.tls_listen", "needs tls.cert and tls.key")
+        _check_text(proto.greeting, f"{section}.greeting")
     if config.tls.required and not config.tls.cert:
         raise ConfigError("tls.required", "needs tls.cert and tls.key")
     if bool(config.tls.cert) != bool(config.tls.key):
@@ -202,7 +218,24 @@ def validate(config: Config) -> None:
         raise ConfigError("auth.source", f"must be one of {', '.join(SOURCES)}")
     if config.log.level.upper() not in LEVELS:
         raise ConfigError("log.level", f"must be one of {', '.join(LEVELS)}")
+    if config.auth.failure_delay < 0:
+        raise ConfigError("auth.failure_delay", "must not be negative")
+    for key in ("config_dir", "imapd", "pop3d", "maildir"):
+        _check_text(getattr(config.courier, key), f"courier.{key}")
     _check_limits(config.limits)
+
+
+def _check_unique(address: tuple[str, int], key: str, seen: dict[tuple[str, int], str]) -> None:
+    if address in seen:
+        raise ConfigError(key, f"{address[0]}:{address[1]} is already used by {seen[address]}")
+    seen[address] = key
+
+
+def _check_text(value: str, key: str) -> None:
+    if not value:
+        raise ConfigError(key, "must not be empty")
+    if any(char in value for char in "\r\n\0"):
+        raise ConfigError(key, "must not contain CR, LF or NUL")
 
 
 def _check_limits(limits: LimitsConfig) -> None:

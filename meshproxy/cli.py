@@ -1,0 +1,280 @@
+"""The command line: ``meshproxy serve | check-config | route``.
+
+``main(argv)`` returns the exit status (``__main__`` passes it to ``sys.exit``):
+
+* ``serve -c FILE``: load the configuration and run the daemon (``meshproxy.io.server``);
+* ``check-config -c FILE``: validate the configuration and everything it points at (Courier's
+  files and programs, the account source, the TLS certificate and key); prints each problem
+  as ``key: explanation`` and exits 1, or prints ``configuration OK``;
+* ``route -c FILE USER``: look USER up (no password) and show where IMAP and POP3 sessions
+  would go; exits 0 if found, 2 if not, 1 on error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import os
+import ssl
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Protocol, cast
+
+from meshproxy import __version__, courier, mesh, route
+from meshproxy import config as config_module
+from meshproxy.account import Account
+from meshproxy.auth import BackendUnavailable, open_source
+from meshproxy.config import Config
+from meshproxy.errors import ConfigError, MeshproxyError
+
+DEFAULT_CONFIG = "/etc/meshproxy/meshproxy.toml"
+EXIT_OK, EXIT_ERROR, EXIT_NOT_FOUND = 0, 1, 2
+
+Handler = Callable[[argparse.Namespace], int]
+# What an account source may raise: unreachable backend, bad settings, missing driver.
+SOURCE_ERRORS = (BackendUnavailable, MeshproxyError, OSError, ImportError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse ``argv`` (default: ``sys.argv[1:]``) and run the command."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_ERROR
+    handler: Handler = args.handler
+    return handler(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshproxy", description="IMAP/POP3 login proxy mesh for Courier mail servers."
+    )
+    parser.add_argument("--version", action="version", version=f"meshproxy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser("serve", help="run the daemon")
+    serve.set_defaults(handler=_serve)
+    check = commands.add_parser("check-config", help="check the configuration and its files")
+    check.set_defaults(handler=_check_config)
+    where = commands.add_parser("route", help="show where a user's sessions would go")
+    where.add_argument("user", metavar="USER", help="login name, exactly as the source has it")
+    where.set_defaults(handler=_route)
+    for command in (serve, check, where):
+        command.add_argument(
+            "-c",
+            "--config",
+            default=DEFAULT_CONFIG,
+            metavar="FILE",
+            help=f"configuration file (default {DEFAULT_CONFIG})",
+        )
+    return parser
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return config_module.load(path)
+    except ConfigError as exc:
+        print(f"meshproxy: {exc.text}", file=sys.stderr)
+        return None
+
+
+class _ServerModule(Protocol):
+    def serve(self, config: Config, config_path: str) -> int: ...
+
+
+# -- serve -------------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_ERROR
+    # Imported here so that gevent is loaded (and monkey-patches) only when serving.
+    server = cast(_ServerModule, importlib.import_module("meshproxy.io.server"))
+    return int(server.serve(config, args.config))
+
+
+# -- check-config ------------------------------------------------------------------------------
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        config = config_module.load(args.config)
+    except ConfigError as exc:
+        print(exc.text)
+        return EXIT_ERROR
+    problems = list(config_problems(config))
+    warnings = list(source_warnings(config)) if not _source_broken(problems) else []
+    for line in (*problems, *warnings):
+        print(line)
+    if problems:
+        return EXIT_ERROR
+    print("configuration OK")
+    return EXIT_OK
+
+
+def config_problems(config: Config) -> Iterator[str]:
+    """Every problem with what a valid configuration points at, as ``key: explanation``."""
+    services = served_services(config)
+    yield from _courier_file_problems(config, services)
+    yield from _program_problems(config, services)
+    yield from _tls_problems(config)
+    yield from _source_problems(config)
+
+
+def _source_key(config: Config) -> str:
+    return "auth.userdb.path" if config.auth.source == "userdb" else "auth.source"
+
+
+def _source_broken(problems: list[str]) -> bool:
+    return any(": account source unavailable: " in problem for problem in problems)
+
+
+def served_services(config: Config) -> tuple[str, ...]:
+    """The services with at least one listener."""
+    return tuple(
+        service
+        for service in ("imap", "pop3")
+        if getattr(config, service).listen or getattr(config, service).tls_listen
+    )
+
+
+def _courier_file_problems(config: Config, services: tuple[str, ...]) -> Iterator[str]:
+    directory = Path(config.courier.config_dir)
+    if not directory.is_dir():
+        yield f"courier.config_dir: {directory} is not a directory"
+        return
+    files = courier.config_files(config)
+    for service in services:
+        for path in files[service]:
+            if not path.is_file():
+                yield f"courier.config_dir: {path} does not exist (Courier's {service} settings)"
+    try:
+        courier.load(config)
+    except ConfigError as exc:
+        yield f"courier.config_dir: {exc.text}"
+
+
+def _program_problems(config: Config, services: tuple[str, ...]) -> Iterator[str]:
+    programs = {"imap": "imapd", "pop3": "pop3d"}
+    for service in services:
+        key = programs[service]
+        path = getattr(config.courier, key)
+        if not os.path.isfile(path):
+            yield f"courier.{key}: {path} does not exist"
+        elif not os.access(path, os.X_OK):
+            yield f"courier.{key}: {path} is not executable"
+
+
+def _tls_problems(config: Config) -> Iterator[str]:
+    cert, key = config.tls.cert, config.tls.key
+    if not cert:
+        return
+    missing = False
+    for name, path in (("tls.cert", cert), ("tls.key", key)):
+        if not os.path.isfile(path):
+            missing = True
+            yield f"{name}: {path} does not exist"
+    if missing:
+        return
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        yield f"tls.cert: cannot load {cert} with key {key}: {exc}"
+
+
+def _source_problems(config: Config) -> Iterator[str]:
+    try:
+        source = open_source(config)
+        try:
+            source.lookup("")  # loads the accounts, or fails as a real lookup would
+        finally:
+            source.close()
+    except SOURCE_ERRORS as exc:
+        yield f"{_source_key(config)}: account source unavailable: {exc}"
+
+
+def source_warnings(config: Config) -> Iterator[str]:
+    """What the source reports about its data (``problems``): shown, but not fatal.
+
+    A userdb line that cannot be used only loses that account, as with Courier; refusing to
+    start the whole service for it (check-config runs as ExecStartPre) would be worse.
+    """
+    try:
+        source = open_source(config)
+        try:
+            source.lookup("")
+            problems = [str(problem) for problem in getattr(source, "problems", ())]
+        finally:
+            source.close()
+    except SOURCE_ERRORS:
+        return
+    for problem in problems:
+        yield f"{_source_key(config)}: warning: {problem}"
+
+
+# -- route -------------------------------------------------------------------------------------
+
+
+def _route(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_ERROR
+    try:
+        account = lookup(config, args.user)
+    except SOURCE_ERRORS as exc:
+        print(f"meshproxy: account source {config.auth.source!r} failed: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    if account is None:
+        print(f"account: {args.user!r} not found (source {config.auth.source})")
+        return EXIT_NOT_FOUND
+    for line in describe_route(config, account):
+        print(line)
+    return EXIT_OK
+
+
+def lookup(config: Config, login: str) -> Account | None:
+    """``login`` from the configured source, with ``auth.default_options`` merged in."""
+    source = open_source(config)
+    try:
+        account = source.lookup(login)
+    finally:
+        source.close()
+    if account is None:
+        return None
+    options = account.options.merged_with_defaults(config.auth.default_options)
+    return dataclasses.replace(account, options=options)
+
+
+def describe_route(config: Config, account: Account) -> Iterator[str]:
+    """The lines ``route`` prints for a found account (never a secret)."""
+    directory = mesh.open_directory(config)
+    try:
+        me = directory.whoami()
+    finally:
+        directory.close()
+    maildir = account.maildir or f"{config.courier.maildir} (default)"
+    yield "account: found"
+    yield f"login: {account.login}"
+    yield f"home: {account.home}"
+    yield f"maildir: {maildir}"
+    yield f"uid/gid: {account.uid}/{account.gid}"
+    if account.system_user:
+        yield f"system user: {account.system_user}"
+    yield f"options: {account.options.raw}"
+    yield f"mailhost: {' '.join(account.mailhosts) or '(none)'}"
+    yield f"this node: {' '.join(sorted(me.names)) or '(no name)'}"
+    for service in ("imap", "pop3"):
+        proxy = bool(getattr(config, service).proxy)
+        decision = route.decide(account, proxy=proxy, me=me)
+        yield f"{service}: {describe_decision(decision)}"
+
+
+def describe_decision(decision: route.Decision) -> str:
+    if isinstance(decision, route.Local):
+        return f"local ({decision.note})" if decision.note else "local"
+    if isinstance(decision, route.Peer):
+        return f"peer {' '.join(decision.hosts)}"
+    return f"refuse ({decision.reason})"
