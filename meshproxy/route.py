@@ -31,6 +31,9 @@ class Refuse:
 
 Decision = Local | Peer | Refuse
 
+NO_MAILHOST = "no mailhost"
+"""The note of a Local decision taken because the account names no mailhost (logged)."""
+
 
 def decide(account: Account, *, proxy: bool, me: Identity) -> Decision:
     """Courier's rule, made safe: local unless proxying is on and mailhost names another node."""
@@ -38,7 +41,7 @@ def decide(account: Account, *, proxy: bool, me: Identity) -> Decision:
         return Local("proxying off")
     hosts = account.mailhosts
     if not hosts:
-        return Local("no mailhost")
+        return Local(NO_MAILHOST)
     if any(me.matches(host) for host in hosts):
         return Local(f"mailhost {' '.join(hosts)} is this node")
     return Peer(hosts)

@@ -1,0 +1,141 @@
+"""What the server builds once and every session shares: listeners, settings, sources."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from meshproxy import courier
+from meshproxy.auth import AuthSource
+from meshproxy.config import Config, parse_address
+from meshproxy.errors import MeshproxyError
+from meshproxy.io.local import Launcher
+from meshproxy.mesh import Directory, Identity
+from meshproxy.protocol import (
+    ImapPreauth,
+    ImapSettings,
+    NextEvent,
+    Pop3Preauth,
+    Pop3Settings,
+)
+
+if TYPE_CHECKING:
+    from meshproxy.io.connection import Session
+
+PROGRAMS = {"imap": "imapd", "pop3": "pop3d"}
+
+
+class Core(Protocol):
+    """The API both protocol cores offer the edge."""
+
+    @property
+    def secure(self) -> bool: ...
+
+    @property
+    def trailing_data(self) -> bytes: ...
+
+    def receive_data(self, data: bytes) -> None: ...
+
+    def data_to_send(self) -> bytes: ...
+
+    def next_event(self) -> NextEvent: ...
+
+    def tls_started(self) -> None: ...
+
+    def login_failed(self, error: MeshproxyError) -> None: ...
+
+    def shutdown(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One listening address and how sessions on it start."""
+
+    service: str  # "imap" | "pop3"
+    address: str  # host:port as configured
+    implicit_tls: bool
+    proxy: bool
+    settings: ImapSettings | Pop3Settings
+
+    @property
+    def host(self) -> str:
+        return parse_address(self.address, "listen")[0]
+
+    @property
+    def port(self) -> int:
+        return parse_address(self.address, "listen")[1]
+
+    @property
+    def name(self) -> str:
+        kind = f"{self.service}s" if self.implicit_tls else self.service
+        return f"{kind}/{self.address}"
+
+    @property
+    def program(self) -> str:
+        return PROGRAMS[self.service]
+
+    def make_core(self) -> Core:
+        if isinstance(self.settings, ImapSettings):
+            return ImapPreauth(self.settings)
+        return Pop3Preauth(self.settings)
+
+
+@dataclass
+class Shared:
+    """Process-wide state, built once by ``server.serve``."""
+
+    config: Config
+    courier: courier.CourierSettings
+    source: AuthSource
+    directory: Directory
+    identity: Identity
+    tls: ssl.SSLContext | None
+    launcher: Launcher
+    sessions: set[Session] = field(default_factory=set)
+
+
+def listeners(
+    config: Config, settings: courier.CourierSettings, *, tls: bool
+) -> Iterator[Listener]:
+    """Every configured listener with its protocol settings."""
+    for implicit, key in ((False, "listen"), (True, "tls_listen")):
+        imap = imap_settings(config, settings, implicit=implicit, tls=tls)
+        pop3 = pop3_settings(config, implicit=implicit, tls=tls)
+        for address in getattr(config.imap, key):
+            yield Listener("imap", address, implicit, config.imap.proxy, imap)
+        for address in getattr(config.pop3, key):
+            yield Listener("pop3", address, implicit, config.pop3.proxy, pop3)
+
+
+def imap_settings(
+    config: Config, settings: courier.CourierSettings, *, implicit: bool, tls: bool
+) -> ImapSettings:
+    limits = config.limits
+    return ImapSettings(
+        capabilities=settings.imap_capabilities(tls=False),
+        capabilities_tls=settings.imap_capabilities(tls=True),
+        sasl_mechanisms=tuple(mech.upper() for mech in config.imap.sasl_mechanisms),
+        tls_available=tls and not implicit,
+        secure=implicit,
+        tls_required=config.tls.required,
+        greeting=config.imap.greeting,
+        max_line=limits.max_line,
+        max_literal=limits.max_literal,
+        max_errors=limits.max_errors,
+    )
+
+
+def pop3_settings(config: Config, *, implicit: bool, tls: bool) -> Pop3Settings:
+    limits = config.limits
+    return Pop3Settings(
+        sasl_mechanisms=tuple(mech.upper() for mech in config.pop3.sasl_mechanisms),
+        tls_available=tls and not implicit,
+        secure=implicit,
+        tls_required=config.tls.required,
+        greeting=config.pop3.greeting,
+        max_line=limits.max_line,
+        max_literal=limits.max_literal,
+        max_errors=limits.max_errors,
+    )
