@@ -1,0 +1,1 @@
+"""Integration tests: a real meshproxy daemon, real Courier imapd/pop3d, real clients."""
