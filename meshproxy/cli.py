@@ -25,16 +25,15 @@ from typing import Protocol, cast
 from meshproxy import __version__, courier, mesh, route
 from meshproxy import config as config_module
 from meshproxy.account import Account
-from meshproxy.auth import BackendUnavailable, open_source
+from meshproxy.auth import checks, open_source
 from meshproxy.config import Config
-from meshproxy.errors import ConfigError, MeshproxyError
+from meshproxy.errors import ConfigError
 
 DEFAULT_CONFIG = "/etc/meshproxy/meshproxy.toml"
 EXIT_OK, EXIT_ERROR, EXIT_NOT_FOUND = 0, 1, 2
 
 Handler = Callable[[argparse.Namespace], int]
-# What an account source may raise: unreachable backend, bad settings, missing driver.
-SOURCE_ERRORS = (BackendUnavailable, MeshproxyError, OSError, ImportError)
+SOURCE_ERRORS = checks.SOURCE_ERRORS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,10 +102,12 @@ def _check_config(args: argparse.Namespace) -> int:
     try:
         config = config_module.load(args.config)
     except ConfigError as exc:
-        print(exc.text)
+        for line in invalid_config_lines(args.config, exc):
+            print(line)
         return EXIT_ERROR
-    problems = list(config_problems(config))
-    warnings = list(source_warnings(config)) if not _source_broken(problems) else []
+    findings = checks.source_findings(config)
+    problems = [*config_problems(config), *(str(f) for f in findings if f.fatal)]
+    warnings = [str(finding) for finding in findings if not finding.fatal]
     for line in (*problems, *warnings):
         print(line)
     if problems:
@@ -115,21 +116,28 @@ def _check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def invalid_config_lines(path: str, error: ConfigError) -> list[str]:
+    """The error ``load`` stopped at, then every other problem of the source's table."""
+    lines = [error.text]
+    try:
+        config = config_module.read(path)
+    except ConfigError:
+        return lines
+    for problem in config_module.source_problems(config.auth):
+        if problem.text not in lines:
+            lines.append(problem.text)
+    return lines
+
+
 def config_problems(config: Config) -> Iterator[str]:
-    """Every problem with what a valid configuration points at, as ``key: explanation``."""
+    """Every problem with the Courier files, programs and TLS files, as ``key: explanation``.
+
+    The account source is checked by ``auth.checks.source_findings``.
+    """
     services = served_services(config)
     yield from _courier_file_problems(config, services)
     yield from _program_problems(config, services)
     yield from _tls_problems(config)
-    yield from _source_problems(config)
-
-
-def _source_key(config: Config) -> str:
-    return "auth.userdb.path" if config.auth.source == "userdb" else "auth.source"
-
-
-def _source_broken(problems: list[str]) -> bool:
-    return any(": account source unavailable: " in problem for problem in problems)
 
 
 def served_services(config: Config) -> tuple[str, ...]:
@@ -185,36 +193,6 @@ def _tls_problems(config: Config) -> Iterator[str]:
         yield f"tls.cert: cannot load {cert} with key {key}: {exc}"
 
 
-def _source_problems(config: Config) -> Iterator[str]:
-    try:
-        source = open_source(config)
-        try:
-            source.lookup("")  # loads the accounts, or fails as a real lookup would
-        finally:
-            source.close()
-    except SOURCE_ERRORS as exc:
-        yield f"{_source_key(config)}: account source unavailable: {exc}"
-
-
-def source_warnings(config: Config) -> Iterator[str]:
-    """What the source reports about its data (``problems``): shown, but not fatal.
-
-    A userdb line that cannot be used only loses that account, as with Courier; refusing to
-    start the whole service for it (check-config runs as ExecStartPre) would be worse.
-    """
-    try:
-        source = open_source(config)
-        try:
-            source.lookup("")
-            problems = [str(problem) for problem in getattr(source, "problems", ())]
-        finally:
-            source.close()
-    except SOURCE_ERRORS:
-        return
-    for problem in problems:
-        yield f"{_source_key(config)}: warning: {problem}"
-
-
 # -- route -------------------------------------------------------------------------------------
 
 
@@ -236,15 +214,18 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def lookup(config: Config, login: str) -> Account | None:
-    """``login`` from the configured source, with ``auth.default_options`` merged in."""
+    """``login`` from the configured source, with the default options merged in as a login
+    would: the source's (authdaemonrc ``DEFAULTOPTIONS``), then ``auth.default_options``."""
     source = open_source(config)
     try:
         account = source.lookup(login)
+        source_defaults = source.default_options
     finally:
         source.close()
     if account is None:
         return None
-    options = account.options.merged_with_defaults(config.auth.default_options)
+    options = account.options.merged_with_defaults(source_defaults)
+    options = options.merged_with_defaults(config.auth.default_options)
     return dataclasses.replace(account, options=options)
 
 
@@ -257,6 +238,7 @@ def describe_route(config: Config, account: Account) -> Iterator[str]:
         directory.close()
     maildir = account.maildir or f"{config.courier.maildir} (default)"
     yield "account: found"
+    yield f"source: {describe_source(config, account)}"
     yield f"login: {account.login}"
     yield f"home: {account.home}"
     yield f"maildir: {maildir}"
@@ -270,6 +252,13 @@ def describe_route(config: Config, account: Account) -> Iterator[str]:
         proxy = bool(getattr(config, service).proxy)
         decision = route.decide(account, proxy=proxy, me=me)
         yield f"{service}: {describe_decision(decision)}"
+
+
+def describe_source(config: Config, account: Account) -> str:
+    """Which source (for Courier's chain: which authlib module) found the account."""
+    if config.auth.source == "courier":
+        return f"courier, module auth{account.source}"
+    return account.source or config.auth.source
 
 
 def describe_decision(decision: route.Decision) -> str:

@@ -23,6 +23,7 @@ from meshproxy.errors import (
     ConfigError,
     LoginDisabled,
     MechanismUnusable,
+    MeshproxyError,
     TempFail,
 )
 
@@ -39,6 +40,10 @@ __all__ = [
 
 SOURCES: dict[str, str] = {
     "userdb": "meshproxy.auth.userdb:UserdbSource",
+    "ldap": "meshproxy.auth.ldap:LdapSource",
+    "mysql": "meshproxy.auth.mysql:MysqlSource",
+    "pgsql": "meshproxy.auth.pgsql:PgsqlSource",
+    "courier": "meshproxy.auth.courier_chain:CourierSource",
 }
 """Source name -> ``module:Class``; the class has ``from_config(config)``."""
 
@@ -66,40 +71,77 @@ def authenticate(
     secure: bool,
     default_options: str = "",
 ) -> Account:
-    """Check ``credentials`` for ``service``; the account, or an error from meshproxy.errors."""
-    account = _lookup(source, credentials.authcid)
-    if isinstance(credentials, PlainCredentials):
-        _check_plain(account, credentials, service)
-    else:
-        _check_cram(account, credentials, service)
-    options = account.options.merged_with_defaults(default_options)
+    """Check ``credentials`` for ``service``; the account, or an error from meshproxy.errors.
+
+    Every candidate account is tried in order (Courier's module chain: a module that does not
+    know the login or rejects the password passes to the next); the first that accepts wins.
+    A source failure at any point is a temporary failure, never a wrong password.
+    """
+    if not isinstance(credentials, PlainCredentials | CramCredentials):
+        # A mesh assertion is checked by meshproxy.mesh, never against an account source.
+        raise AuthFailed(detail=f"{credentials.mechanism}: not checked by account sources")
+    rejections: list[MeshproxyError] = []
+    try:
+        for account in source.candidates(credentials.authcid, service):
+            try:
+                _check(source, account, credentials, service)
+            except (AuthFailed, MechanismUnusable) as exc:
+                rejections.append(exc)
+                continue
+            return _admit(source, account, service, secure, default_options)
+    except BackendUnavailable as exc:
+        raise TempFail(detail=f"account source unavailable: {exc}") from exc
+    raise _rejection(rejections, credentials.authcid)
+
+
+def _rejection(rejections: list[MeshproxyError], authcid: str) -> MeshproxyError:
+    """A wrong password for any candidate is a wrong password (and delayed as one);
+    ``MechanismUnusable`` only when no candidate could check the CRAM-MD5 answer at all."""
+    wrong = [exc for exc in rejections if isinstance(exc, AuthFailed)]
+    if wrong:
+        return wrong[0]
+    return rejections[0] if rejections else AuthFailed(detail=f"{authcid!r}: unknown user")
+
+
+def _admit(
+    source: AuthSource, account: Account, service: str, secure: bool, default_options: str
+) -> Account:
+    options = account.options.merged_with_defaults(source.default_options)
+    options = options.merged_with_defaults(default_options)
     account = dataclasses.replace(account, options=options)
     if account.disabled_for(service, secure=secure):
         raise LoginDisabled(detail=f"{account.login!r}: {service} disabled by options")
     return account
 
 
-def _lookup(source: AuthSource, login: str) -> Account:
-    try:
-        account = source.lookup(login)
-    except BackendUnavailable as exc:
-        raise TempFail(detail=f"account source unavailable: {exc}") from exc
-    if account is None:
-        raise AuthFailed(detail=f"{login!r}: unknown user")
-    return account
+def _check(
+    source: AuthSource,
+    account: Account,
+    credentials: PlainCredentials | CramCredentials,
+    service: str,
+) -> None:
+    if isinstance(credentials, PlainCredentials):
+        _check_plain(source, account, credentials, service)
+    else:
+        _check_cram(account, credentials, service)
 
 
-def _check_plain(account: Account, credentials: PlainCredentials, service: str) -> None:
+def _check_plain(
+    source: AuthSource, account: Account, credentials: PlainCredentials, service: str
+) -> None:
     if credentials.authzid and credentials.authzid != credentials.authcid:
         raise AuthFailed(detail=f"{credentials.authcid!r}: authzid differs from authcid")
-    if not _plain_matches(account, credentials.password, service):
+    if not credentials.password:
+        raise AuthFailed(detail=f"{credentials.authcid!r}: password mismatch (empty password)")
+    verdict = source.verify_password(account, credentials.password)
+    if verdict is None:
+        verdict = _plain_matches(account, credentials.password, service)
+    if not verdict:
         raise AuthFailed(detail=f"{credentials.authcid!r}: password mismatch")
 
 
 def _plain_matches(account: Account, password: str, service: str) -> bool:
     """The stored hash decides when there is one, otherwise the clear password."""
-    if not password:
-        return False
     hashed = account.secrets.hashed_for(service)
     if hashed is not None:
         return verify(hashed, password)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from meshproxy.account import Account, Options, Secrets
-from meshproxy.auth.base import BackendUnavailable
+from meshproxy.auth.base import BackendUnavailable, SingleSource
 from meshproxy.config import Config
 
 SOURCE_NAME = "userdb"
@@ -44,7 +44,7 @@ class _Line:
     text: str
 
 
-class UserdbSource:
+class UserdbSource(SingleSource):
     """The ``userdb`` account source."""
 
     def __init__(self, path: str) -> None:
@@ -57,7 +57,8 @@ class UserdbSource:
     def from_config(cls, config: Config) -> UserdbSource:
         return cls(config.auth.userdb.path)
 
-    def lookup(self, login: str) -> Account | None:
+    def lookup(self, login: str, service: str = "") -> Account | None:
+        del service  # per-service secrets are in the record itself
         self.refresh()
         return self._accounts.get(login)
 

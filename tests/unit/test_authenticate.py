@@ -9,7 +9,7 @@ import pytest
 
 from meshproxy.account import Account, Options, Secrets
 from meshproxy.auth import SOURCES, authenticate, open_source
-from meshproxy.auth.base import AuthSource
+from meshproxy.auth.base import AuthSource, SingleSource
 from meshproxy.auth.userdb import UserdbSource
 from meshproxy.config import parse
 from meshproxy.credentials import CramCredentials, Credentials, PlainCredentials
@@ -41,13 +41,15 @@ frank\tuid=1006|gid=1006|home=/home/frank|systempw={MD5_SECRET}|options=disablei
 """
 
 
-class ClearSource:
-    """A source with clear passwords (as SQL/LDAP clear fields will be)."""
+class ClearSource(SingleSource):
+    """A source with clear passwords (as SQL/LDAP clear fields are)."""
 
-    def __init__(self, *accounts: Account) -> None:
+    def __init__(self, *accounts: Account, default_options: str = "") -> None:
         self.accounts = {account.login: account for account in accounts}
+        self.default_options = default_options
 
-    def lookup(self, login: str) -> Account | None:
+    def lookup(self, login: str, service: str = "") -> Account | None:
+        del service
         return self.accounts.get(login)
 
     def close(self) -> None:
@@ -262,8 +264,19 @@ def test_no_error_carries_the_password(user: str, authzid: str, options: str) ->
 
 def test_open_source_rejects_an_unknown_name() -> None:
     with pytest.raises(ConfigError, match=r"auth\.source"):
+        open_source(parse({"auth": {"source": "nosuch"}}))
+
+
+def test_open_source_checks_the_source_table() -> None:
+    with pytest.raises(ConfigError, match=r"auth\.ldap\.uri: required"):
         open_source(parse({"auth": {"source": "ldap"}}))
 
 
 def test_source_map_is_lazy_module_class_strings() -> None:
-    assert SOURCES == {"userdb": "meshproxy.auth.userdb:UserdbSource"}
+    assert SOURCES == {
+        "userdb": "meshproxy.auth.userdb:UserdbSource",
+        "ldap": "meshproxy.auth.ldap:LdapSource",
+        "mysql": "meshproxy.auth.mysql:MysqlSource",
+        "pgsql": "meshproxy.auth.pgsql:PgsqlSource",
+        "courier": "meshproxy.auth.courier_chain:CourierSource",
+    }
