@@ -17,6 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from meshproxy.errors import ConfigError
+from meshproxy.meshconfig import ForeignConfig, MeshConfig, foreign_problems, mesh_problems
+from meshproxy.sourceconfig import (
+    LdapConfig,
+    MysqlConfig,
+    PgsqlConfig,
+    ldap_problems,
+    sql_problems,
+)
 
 
 def _opt(default: Any, help_text: str) -> Any:
@@ -30,6 +38,9 @@ def _help(help_text: str) -> dict[str, str]:
 @dataclass(frozen=True)
 class NodeConfig:
     name: str = _opt("", "This node's name; empty: PROXY_HOSTNAME, then the host name.")
+    aliases: list[str] = field(
+        default_factory=list, metadata=_help("More names this node answers to (mailhost).")
+    )
 
 
 @dataclass(frozen=True)
@@ -89,10 +100,13 @@ class UserdbConfig:
 
 @dataclass(frozen=True)
 class AuthConfig:
-    source: str = _opt("userdb", "Account source: userdb.")
+    source: str = _opt("userdb", "Account source: userdb, ldap, mysql, pgsql or courier.")
     failure_delay: float = _opt(2.0, "Seconds before a failed login is answered.")
     default_options: str = _opt("", "Options merged into every account (DEFAULTOPTIONS).")
     userdb: UserdbConfig = field(default_factory=UserdbConfig, metadata={"help": "userdb."})
+    ldap: LdapConfig = field(default_factory=LdapConfig, metadata={"help": "LDAP."})
+    mysql: MysqlConfig = field(default_factory=MysqlConfig, metadata={"help": "MySQL."})
+    pgsql: PgsqlConfig = field(default_factory=PgsqlConfig, metadata={"help": "PostgreSQL."})
 
 
 @dataclass(frozen=True)
@@ -121,10 +135,21 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig, metadata={"help": "Accounts."})
     limits: LimitsConfig = field(default_factory=LimitsConfig, metadata={"help": "Limits."})
     log: LogConfig = field(default_factory=LogConfig, metadata={"help": "Logging."})
+    mesh: MeshConfig = field(default_factory=MeshConfig, metadata={"help": "The mesh."})
+    foreign: ForeignConfig = field(
+        default_factory=ForeignConfig, metadata={"help": "Foreign servers."}
+    )
 
 
 def load(path: str | Path) -> Config:
     """Read and validate a TOML file."""
+    config = read(path)
+    validate(config)
+    return config
+
+
+def read(path: str | Path) -> Config:
+    """Read a TOML file without validating it (``check-config`` lists every problem)."""
     try:
         with open(path, "rb") as stream:
             data = tomllib.load(stream)
@@ -132,9 +157,7 @@ def load(path: str | Path) -> Config:
         raise ConfigError(str(path), f"cannot read: {exc.strerror}") from exc
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), f"not valid TOML: {exc}") from exc
-    config = parse(data)
-    validate(config)
-    return config
+    return parse(data)
 
 
 def parse(data: Mapping[str, Any]) -> Config:
@@ -174,6 +197,8 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise ConfigError(key, f"must be a list of {item.__name__}")
         return [_convert(item, entry, key) for entry in value]
+    if origin is dict:
+        return _convert_table(hint, value, key)
     if origin in (typing.Union, types.UnionType):
         raise ConfigError(key, "unsupported type")
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -185,13 +210,32 @@ def _convert(hint: Any, value: Any, key: str) -> Any:
     return value
 
 
+def _convert_table(hint: Any, value: Any, key: str) -> dict[str, Any]:
+    """A table of operator-chosen names (``[mesh.peers]``); an entry whose type is a dataclass
+    is a table, or a string when the dataclass has ``from_text(text, key)``."""
+    _, item = typing.get_args(hint)
+    if not isinstance(value, Mapping):
+        raise ConfigError(key, "must be a table")
+    table: dict[str, Any] = {}
+    for name, entry in value.items():
+        entry_key = _join(key, name)
+        from_text = getattr(item, "from_text", None)
+        if isinstance(entry, str) and from_text is not None:
+            table[name] = from_text(entry, entry_key)
+        elif dataclasses.is_dataclass(item):
+            table[name] = _build(typing.cast(type, item), entry, entry_key)
+        else:
+            table[name] = _convert(item, entry, entry_key)
+    return table
+
+
 def _type_name(hint: Any) -> str:
     return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(
         hint, str(hint)
     )
 
 
-SOURCES = ("userdb",)
+SOURCES = ("userdb", "ldap", "mysql", "pgsql", "courier")
 SASL = ("PLAIN", "LOGIN", "CRAM-MD5")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
@@ -216,6 +260,7 @@ def validate(config: Config) -> None:
         raise ConfigError("tls.key" if config.tls.cert else "tls.cert", "cert and key go together")
     if config.auth.source not in SOURCES:
         raise ConfigError("auth.source", f"must be one of {', '.join(SOURCES)}")
+    _check_source_section(config.auth)
     if config.log.level.upper() not in LEVELS:
         raise ConfigError("log.level", f"must be one of {', '.join(LEVELS)}")
     if config.auth.failure_delay < 0:
@@ -223,6 +268,7 @@ def validate(config: Config) -> None:
     for key in ("config_dir", "imapd", "pop3d", "maildir"):
         _check_text(getattr(config.courier, key), f"courier.{key}")
     _check_limits(config.limits)
+    _check_mesh(config)
 
 
 def _check_unique(address: tuple[str, int], key: str, seen: dict[tuple[str, int], str]) -> None:
@@ -242,6 +288,40 @@ def _check_limits(limits: LimitsConfig) -> None:
     for spec in dataclasses.fields(limits):
         if getattr(limits, spec.name) <= 0:
             raise ConfigError(f"limits.{spec.name}", "must be positive")
+
+
+def _check_mesh(config: Config) -> None:
+    for alias in config.node.aliases:
+        if not alias or any(char.isspace() or char in ",|" for char in alias):
+            raise ConfigError("node.aliases", f"{alias!r} is not a host name or address")
+    if config.mesh.tls and not config.tls.cert:
+        raise ConfigError("mesh.tls", "needs tls.cert and tls.key (peers offer STARTTLS)")
+    own = {service: own_port(config, service) for service in ("imap", "pop3")}
+    proxied = tuple(service for service in ("imap", "pop3") if getattr(config, service).proxy)
+    for problem in mesh_problems(config.mesh, own, proxied):
+        raise problem
+    for problem in foreign_problems(config.foreign):
+        raise problem
+
+
+def own_port(config: Config, service: str) -> int:
+    """The port of this node's first plain listener for ``service`` (0: none); peers listen
+    on the same ports, since every node reads the same file."""
+    listen = getattr(config, service).listen
+    return parse_address(listen[0], f"{service}.listen")[1] if listen else 0
+
+
+def _check_source_section(auth: AuthConfig) -> None:
+    for problem in source_problems(auth):
+        raise problem
+
+
+def source_problems(auth: AuthConfig) -> typing.Iterator[ConfigError]:
+    """Every problem of the chosen source's table (``[auth.mysql]``...), each naming its key."""
+    if auth.source in ("mysql", "pgsql"):
+        yield from sql_problems(getattr(auth, auth.source), f"auth.{auth.source}")
+    elif auth.source == "ldap":
+        yield from ldap_problems(auth.ldap, "auth.ldap")
 
 
 def parse_address(text: str, key: str) -> tuple[str, int]:

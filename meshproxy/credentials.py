@@ -29,4 +29,17 @@ class CramCredentials:
     mechanism: str = "CRAM-MD5"
 
 
-Credentials = PlainCredentials | CramCredentials
+@dataclass(frozen=True)
+class MeshCredentials:
+    """A mesh login (``X-MESHPROXY``): a peer's signed assertion, checked by ``mesh.assertion``.
+
+    ``blob`` is the decoded SASL payload; it names the user, so ``authcid`` is a placeholder
+    for logs until the assertion is verified.  Never checked against an account source.
+    """
+
+    blob: bytes = field(repr=False)
+    mechanism: str = "X-MESHPROXY"
+    authcid: str = "(mesh login)"
+
+
+Credentials = PlainCredentials | CramCredentials | MeshCredentials

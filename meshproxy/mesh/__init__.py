@@ -1,12 +1,32 @@
-"""Who this node is and where other nodes are (the directory)."""
+"""Who this node is and where other nodes are (the directory), and the mesh login."""
 
 from __future__ import annotations
 
 from meshproxy.config import Config
-from meshproxy.mesh.base import Directory, Identity
+from meshproxy.mesh.base import (
+    Address,
+    Directory,
+    ForeignHost,
+    Identity,
+    MeshNode,
+    SelfNode,
+    Target,
+    Unreachable,
+)
 from meshproxy.mesh.static import StaticDirectory
 
-__all__ = ["Directory", "Identity", "open_directory"]
+__all__ = [
+    "Address",
+    "Directory",
+    "ForeignHost",
+    "Identity",
+    "MeshNode",
+    "SelfNode",
+    "StaticDirectory",
+    "Target",
+    "Unreachable",
+    "open_directory",
+]
 
 
 def open_directory(config: Config) -> Directory:

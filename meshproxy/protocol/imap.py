@@ -18,14 +18,15 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from meshproxy.credentials import Credentials, PlainCredentials
-from meshproxy.errors import MeshproxyError, PrivacyRequired
-from meshproxy.protocol import grammar, replies
+from meshproxy.errors import MeshproxyError
+from meshproxy.protocol import grammar, replies, verbs
 from meshproxy.protocol.buffer import LineTooLongError, ReceiveBuffer
 from meshproxy.protocol.events import NEED_DATA, Closed, LoginAttempt, NextEvent, StartTLS
 from meshproxy.protocol.sasl import (
     Challenge,
     SaslExchange,
     SaslStep,
+    check_privacy,
     cram_challenge_factory,
     decode_initial_response,
     start_exchange,
@@ -36,7 +37,8 @@ Result = NextEvent | None
 
 @dataclass(frozen=True)
 class ImapSettings:
-    """What the IMAP core needs to know; ``capabilities_tls`` empty means "same as plain"."""
+    """What the IMAP core needs to know; ``capabilities_tls`` empty means "same as plain";
+    ``mesh_login``: accept ``AUTHENTICATE X-MESHPROXY`` (never advertised; see sasl.py)."""
 
     capabilities: tuple[str, ...] = ("IMAP4rev1",)
     capabilities_tls: tuple[str, ...] = ()
@@ -50,6 +52,7 @@ class ImapSettings:
     max_literal: int = 8192
     max_errors: int = 10
     id_fields: tuple[tuple[str, str], ...] = (("name", "meshproxy"),)
+    mesh_login: bool = False
 
 
 class ImapState(Enum):
@@ -62,16 +65,9 @@ class ImapState(Enum):
     CLOSED = "closed"
 
 
-_POST_LOGIN = """
-    SELECT EXAMINE CREATE DELETE RENAME SUBSCRIBE UNSUBSCRIBE LIST LSUB NAMESPACE STATUS APPEND
-    CHECK CLOSE UNSELECT EXPUNGE SEARCH FETCH STORE COPY MOVE UID IDLE ENABLE GETQUOTA
-    GETQUOTAROOT SETQUOTA GETACL SETACL DELETEACL LISTRIGHTS MYRIGHTS THREAD SORT COMPRESS
-    GETMETADATA SETMETADATA
-"""
-POST_LOGIN_VERBS = frozenset(_POST_LOGIN.split())
-"""Verbs answered ``BAD Command not allowed before login`` rather than ``Unknown command``."""
-LOGIN_VERBS = frozenset({"LOGIN", "AUTHENTICATE"})
-LITERAL_VERBS = frozenset({"LOGIN", "ID"})
+POST_LOGIN_VERBS = verbs.IMAP_POST_LOGIN_VERBS
+LOGIN_VERBS = verbs.IMAP_LOGIN_VERBS
+LITERAL_VERBS = verbs.IMAP_LITERAL_VERBS
 
 
 @dataclass
@@ -204,7 +200,7 @@ class ImapPreauth:
         try:
             command.tag, rest = grammar.split_tag(body)
             command.verb, arguments = grammar.split_verb(rest)
-            self._check_verb(command.verb)
+            self._check_verb(command.verb, arguments)
             command.tokens = grammar.tokenize(arguments)
         except MeshproxyError as error:
             command.error = error
@@ -284,9 +280,9 @@ class ImapPreauth:
         self._errors = 0
         return result
 
-    def _check_verb(self, verb: str) -> None:
-        if verb in LOGIN_VERBS and self._settings.tls_required and not self._secure:
-            raise PrivacyRequired("login before TLS")
+    def _check_verb(self, verb: str, arguments: bytes) -> None:
+        mechanism = arguments[1:].partition(b" ")[0] if verb == "AUTHENTICATE" else b""
+        check_privacy(verb in LOGIN_VERBS, mechanism, self._settings, secure=self._secure)
         if verb in POST_LOGIN_VERBS:
             raise grammar.violation(replies.NOT_BEFORE_LOGIN)
         if verb not in _COMMANDS:
@@ -367,7 +363,8 @@ class ImapPreauth:
 
     def _do_authenticate(self, command: _Command) -> Result:
         mechanism, initial = grammar.parse_authenticate(command.tokens)
-        exchange = start_exchange(mechanism, self._settings.challenge)
+        settings = self._settings
+        exchange = start_exchange(mechanism, settings.challenge, mesh_login=settings.mesh_login)
         decoded = None if initial is None else decode_initial_response(initial)
         step = exchange.begin(decoded)
         self._exchange = exchange

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from meshproxy.credentials import Credentials, PlainCredentials
-from meshproxy.errors import MeshproxyError, PrivacyRequired
+from meshproxy.errors import MeshproxyError
 from meshproxy.protocol import replies
 from meshproxy.protocol.buffer import LineTooLongError, ReceiveBuffer
 from meshproxy.protocol.events import NEED_DATA, Closed, LoginAttempt, NextEvent, StartTLS
@@ -21,6 +21,7 @@ from meshproxy.protocol.sasl import (
     Challenge,
     SaslExchange,
     SaslStep,
+    check_privacy,
     cram_challenge_factory,
     decode_initial_response,
     start_exchange,
@@ -37,6 +38,7 @@ class Pop3Settings:
     ``capabilities`` are the CAPA lines pop3d offers; USER, STLS, SASL and IMPLEMENTATION
     lines in it are dropped, since the login stage owns them.  ``max_literal`` is unused
     (POP3 has no literals) and kept so both settings have the same limit fields.
+    ``mesh_login``: accept ``AUTH X-MESHPROXY`` (never listed, allowed before STLS).
     """
 
     capabilities: tuple[str, ...] = replies.POP3_CAPABILITIES
@@ -50,6 +52,7 @@ class Pop3Settings:
     max_line: int = 8192
     max_literal: int = 8192
     max_errors: int = 10
+    mesh_login: bool = False
 
 
 class Pop3State(Enum):
@@ -190,8 +193,8 @@ class Pop3Preauth:
         if _VERB.fullmatch(verb) is None:
             raise violation(replies.UNKNOWN_COMMAND)
         name = verb.decode("ascii").upper()
-        if name in LOGIN_VERBS and self._settings.tls_required and not self._secure:
-            raise PrivacyRequired("login before TLS")
+        mechanism = arguments.split(b" ", 1)[0] if name == "AUTH" else b""
+        check_privacy(name in LOGIN_VERBS, mechanism, self._settings, secure=self._secure)
         if name in POST_LOGIN_VERBS:
             raise violation(replies.NOT_BEFORE_LOGIN)
         if name not in _COMMANDS:
@@ -293,7 +296,10 @@ class Pop3Preauth:
         mechanism, space, initial = arguments.partition(b" ")
         if b" " in initial or (space and not initial):
             raise violation(replies.SYNTAX_ERROR)
-        exchange = start_exchange(decode(mechanism), self._settings.challenge)
+        settings = self._settings
+        exchange = start_exchange(
+            decode(mechanism), settings.challenge, mesh_login=settings.mesh_login
+        )
         step = exchange.begin(decode_initial_response(initial) if space else None)
         self._exchange = exchange
         return self._sasl_step(step)

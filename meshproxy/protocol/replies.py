@@ -47,6 +47,7 @@ STARTTLS_UNAVAILABLE = "STARTTLS not available"
 STLS_UNAVAILABLE = "STLS not available"
 USER_FIRST = "USER first"
 UNSUPPORTED_MECHANISM = "Unsupported authentication mechanism"
+MESH_NEEDS_INITIAL_RESPONSE = "X-MESHPROXY needs an initial response"
 
 # IMAP completion texts.
 CAPABILITY_DONE = "CAPABILITY completed"

@@ -1,4 +1,5 @@
-"""Server side of the SASL mechanisms meshproxy accepts: PLAIN, LOGIN and CRAM-MD5.
+"""Server side of the SASL mechanisms meshproxy accepts: PLAIN, LOGIN and CRAM-MD5, and
+(on a mesh node) ``X-MESHPROXY``, the mesh-internal login.
 
 An exchange is shared by IMAP AUTHENTICATE and POP3 AUTH.  ``begin`` takes the decoded
 initial response (None when the client sent none) and each ``respond`` takes one raw client
@@ -16,14 +17,17 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
-from meshproxy.credentials import CramCredentials, Credentials, PlainCredentials
-from meshproxy.errors import AuthAborted
+from meshproxy.credentials import CramCredentials, Credentials, MeshCredentials, PlainCredentials
+from meshproxy.errors import AuthAborted, PrivacyRequired
 from meshproxy.protocol import replies
 from meshproxy.protocol.grammar import decode, violation
 
 MECHANISMS = ("PLAIN", "LOGIN", "CRAM-MD5")
 """Accepted whether advertised or not, as Courier does."""
+MESH_MECHANISM = "X-MESHPROXY"
+"""Never advertised; accepted only when the core's settings say ``mesh_login``."""
 CANCEL = b"*"
 EMPTY_INITIAL_RESPONSE = b"="
 USERNAME_PROMPT = b"Username:"
@@ -134,9 +138,57 @@ class CramMd5Exchange(SaslExchange):
         return CramCredentials(user, self._challenge, digest.lower())
 
 
-def start_exchange(mechanism: str, challenge: Callable[[], bytes]) -> SaslExchange:
-    """A new exchange for ``mechanism`` (any case); UnsupportedMechanism for the others."""
+class MeshExchange(SaslExchange):
+    """``X-MESHPROXY``: one step, the initial response is the peer's signed assertion.
+
+    The blob is checked by the edge (``mesh.assertion.verify``), not here: the core only
+    hands it over.  No challenge is ever sent, so a missing initial response is an error.
+    """
+
+    def begin(self, initial: bytes | None) -> SaslStep:
+        if not initial:
+            raise violation(replies.MESH_NEEDS_INITIAL_RESPONSE)
+        return MeshCredentials(initial)
+
+    def _step(self, response: bytes) -> SaslStep:
+        raise violation(replies.MESH_NEEDS_INITIAL_RESPONSE)  # pragma: no cover - no challenge
+
+
+def is_mesh_login(mechanism: bytes, *, mesh_login: bool) -> bool:
+    """An ``X-MESHPROXY`` login on a core that accepts it."""
+    return mesh_login and mechanism.upper() == MESH_MECHANISM.encode()
+
+
+class LoginPolicy(Protocol):
+    """The settings ``check_privacy`` reads (both cores' settings have them)."""
+
+    @property
+    def tls_required(self) -> bool: ...
+
+    @property
+    def mesh_login(self) -> bool: ...
+
+
+def check_privacy(login: bool, mechanism: bytes, policy: LoginPolicy, *, secure: bool) -> None:
+    """PrivacyRequired for a login command before TLS when TLS is required.
+
+    A mesh login is exempt: it comes from a peer, carries no password, and is authenticated
+    by its MAC (and the mesh may run without TLS between nodes, ``mesh.tls``).
+    """
+    if not login or secure or not policy.tls_required:
+        return
+    if not is_mesh_login(mechanism, mesh_login=policy.mesh_login):
+        raise PrivacyRequired("login before TLS")
+
+
+def start_exchange(
+    mechanism: str, challenge: Callable[[], bytes], *, mesh_login: bool = False
+) -> SaslExchange:
+    """A new exchange for ``mechanism`` (any case); UnsupportedMechanism for the others
+    (``X-MESHPROXY`` too, unless ``mesh_login``)."""
     name = mechanism.upper()
+    if name == MESH_MECHANISM and mesh_login:
+        return MeshExchange()
     if name == "PLAIN":
         return PlainExchange()
     if name == "LOGIN":

@@ -213,6 +213,7 @@ def test_route_local_account(capsys: pytest.CaptureFixture[str], site: Path) -> 
     assert code == 0
     assert out.splitlines() == [
         "account: found",
+        "source: userdb",
         "login: local@example.com",
         "home: /home/local",
         "maildir: Maildir (default)",
@@ -271,10 +272,10 @@ def test_route_source_failure(capsys: pytest.CaptureFixture[str], site: Path) ->
 
 def test_route_invalid_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
-    path.write_text("[auth]\nsource = 'ldap'\n")
+    path.write_text("[auth]\nsource = 'nis'\n")
     code, _, err = run(capsys, "route", "-c", str(path), "x")
     assert code == 1
-    assert "auth.source: must be one of userdb" in err
+    assert "auth.source: must be one of userdb, ldap, mysql, pgsql, courier" in err
 
 
 def test_describe_refuse() -> None:

@@ -87,15 +87,28 @@ def test_example_loads_and_validates() -> None:
     assert config.tls.cert == config.tls.key == "/etc/courier/imapd.pem"
 
 
+@pytest.mark.parametrize("source", ["ldap", "mysql", "pgsql"])
+def test_example_source_tables_are_complete(source: str) -> None:
+    data = tomllib.loads(EXAMPLE.read_text())
+    data["auth"]["source"] = source
+    config = check(data)
+    assert list(config_module.source_problems(config.auth)) == []
+    assert getattr(config.auth, source) != getattr(Config().auth, source)
+
+
 def test_example_sets_every_key() -> None:
     data = tomllib.loads(EXAMPLE.read_text())
     assert set(flat_keys(data)) == {key for key, _ in iter_keys()}
 
 
+NAMED_TABLES = {"mesh.peers"}
+"""Tables whose keys are names the operator chooses (one documented key each)."""
+
+
 def flat_keys(data: dict[str, Any], prefix: str = "") -> list[str]:
     keys: list[str] = []
     for name, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and f"{prefix}{name}" not in NAMED_TABLES:
             keys += flat_keys(value, f"{prefix}{name}.")
         else:
             keys.append(f"{prefix}{name}")
@@ -145,6 +158,9 @@ PARSE_ERRORS = [
     ("tls.cert", 1, "tls.cert", "must be a string"),
     ("auth.userdb", "path", "auth.userdb", "must be a table"),
     ("auth.userdb.file", "x", "auth.userdb.file", "unknown key"),
+    ("auth.mysql.servr", "db", "auth.mysql.servr", "unknown key"),
+    ("auth.ldap.authbind", "yes", "auth.ldap.authbind", "must be true or false"),
+    ("auth.pgsql.port", "5432", "auth.pgsql.port", "must be an integer"),
 ]
 
 
@@ -176,7 +192,21 @@ VALIDATION_ERRORS = [
     ({"tls": {"required": True}}, "tls.required", "needs tls.cert"),
     ({"tls": {"cert": "c.pem"}}, "tls.key", "go together"),
     ({"tls": {"key": "k.pem"}}, "tls.cert", "go together"),
-    ({"auth": {"source": "ldap"}}, "auth.source", "must be one of"),
+    ({"auth": {"source": "nosuch"}}, "auth.source", "must be one of"),
+    ({"auth": {"source": "ldap"}}, "auth.ldap.uri", "required"),
+    ({"auth": {"source": "ldap", "ldap": {"uri": "ldap://h"}}}, "auth.ldap.basedn", "required"),
+    ({"auth": {"source": "mysql"}}, "auth.mysql.username", "required"),
+    ({"auth": {"source": "pgsql"}}, "auth.pgsql.connection", "required"),
+    (
+        {"auth": {"source": "pgsql", "pgsql": {"connection": "host=h", "user_table": "t"}}},
+        "auth.pgsql.crypt_pwfield",
+        "crypt_pwfield or clear_pwfield",
+    ),
+    (
+        {"auth": {"source": "ldap", "ldap": {"uri": "u", "basedn": "b", "timeout": 0}}},
+        "auth.ldap.timeout",
+        "must be positive",
+    ),
     ({"auth": {"failure_delay": -1}}, "auth.failure_delay", "negative"),
     ({"log": {"level": "LOUD"}}, "log.level", "must be one of"),
     ({"limits": {"max_per_ip": 0}}, "limits.max_per_ip", "must be positive"),
@@ -200,6 +230,48 @@ def test_validation_errors_name_their_key(data: dict[str, Any], named: str, deta
         check(data)
     assert info.value.key == named
     assert detail in str(info.value)
+
+
+def test_source_problems_lists_every_missing_key() -> None:
+    config = parse({"auth": {"source": "mysql", "mysql": {"query_timeout": 0}}})
+    keys = [problem.key for problem in config_module.source_problems(config.auth)]
+    assert keys == [
+        "auth.mysql.username",
+        "auth.mysql.database",
+        "auth.mysql.server",
+        "auth.mysql.user_table",
+        "auth.mysql.crypt_pwfield",
+        "auth.mysql.query_timeout",
+    ]
+
+
+def test_only_the_chosen_source_table_is_checked() -> None:
+    config = check({"auth": {"source": "userdb", "mysql": {"server": "db"}}})
+    assert config.auth.mysql.server == "db"
+    assert list(config_module.source_problems(config.auth)) == []
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        {"source": "mysql", "mysql": {"socket": "/s", "username": "u", "database": "d",
+                                      "select_clause": "SELECT 1"}},
+        {"source": "pgsql", "pgsql": {"server": "h", "user_table": "t", "clear_pwfield": "c"}},
+        {"source": "ldap", "ldap": {"uri": "ldap://h", "basedn": "dc=x", "deref": "Always"}},
+    ],
+)  # fmt: skip
+def test_complete_source_tables_validate(section: dict[str, Any]) -> None:
+    config = check({"auth": section})
+    assert config.auth.source == section["source"]
+
+
+def test_read_does_not_validate(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[auth]\nsource = 'ldap'\n")
+    assert config_module.read(path).auth.source == "ldap"
+    with pytest.raises(ConfigError) as info:
+        load(path)
+    assert info.value.key == "auth.ldap.uri"
 
 
 def test_valid_variants() -> None:
