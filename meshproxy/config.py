@@ -76,6 +76,11 @@ class Pop3Config:
         metadata=_help("SASL mechanisms listed by CAPA (PLAIN, LOGIN, CRAM-MD5)."),
     )
     greeting: str = _opt("meshproxy ready.", "Text of the +OK greeting.")
+    apop: bool = _opt(
+        False,
+        "Offer APOP: the greeting carries a timestamp; works only for accounts whose source"
+        " stores a clear password.",
+    )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,17 @@ class CramCredentials:
 
 
 @dataclass(frozen=True)
+class ApopCredentials:
+    """A POP3 APOP answer (RFC 1939 section 7): ``digest`` is the lower-case hex MD5 of
+    ``challenge`` (the greeting's timestamp, angle brackets included) followed by the password."""
+
+    authcid: str
+    challenge: bytes
+    digest: str
+    mechanism: str = "APOP"
+
+
+@dataclass(frozen=True)
 class MeshCredentials:
     """A mesh login (``X-MESHPROXY``): a peer's signed assertion, checked by ``mesh.assertion``.
 
@@ -42,4 +53,4 @@ class MeshCredentials:
     authcid: str = "(mesh login)"
 
 
-Credentials = PlainCredentials | CramCredentials | MeshCredentials
+Credentials = PlainCredentials | CramCredentials | ApopCredentials | MeshCredentials

@@ -3,7 +3,7 @@
 ``open_source(config)`` builds the configured source (imported lazily, so a deployment pays
 only for the driver it uses).  ``authenticate`` turns credentials into an ``Account`` or one
 of the error kinds: ``TempFail`` (source unavailable), ``AuthFailed`` (unknown user, wrong
-password, foreign authzid), ``MechanismUnusable`` (CRAM-MD5 without a usable secret) and
+password, foreign authzid), ``MechanismUnusable`` (CRAM-MD5 or APOP without a usable secret) and
 ``LoginDisabled`` (``disable<service>`` options, checked only after the password).
 """
 
@@ -15,9 +15,14 @@ from typing import Protocol, cast
 
 from meshproxy.account import Account
 from meshproxy.auth.base import AuthSource, BackendUnavailable
-from meshproxy.auth.passwords import verify, verify_clear, verify_cram_md5
+from meshproxy.auth.passwords import verify, verify_apop, verify_clear, verify_cram_md5
 from meshproxy.config import Config
-from meshproxy.credentials import CramCredentials, Credentials, PlainCredentials
+from meshproxy.credentials import (
+    ApopCredentials,
+    CramCredentials,
+    Credentials,
+    PlainCredentials,
+)
 from meshproxy.errors import (
     AuthFailed,
     ConfigError,
@@ -31,9 +36,11 @@ __all__ = [
     "SOURCES",
     "AuthSource",
     "BackendUnavailable",
+    "admit",
     "authenticate",
     "open_source",
     "verify",
+    "verify_apop",
     "verify_clear",
     "verify_cram_md5",
 ]
@@ -77,7 +84,7 @@ def authenticate(
     know the login or rejects the password passes to the next); the first that accepts wins.
     A source failure at any point is a temporary failure, never a wrong password.
     """
-    if not isinstance(credentials, PlainCredentials | CramCredentials):
+    if not isinstance(credentials, PlainCredentials | CramCredentials | ApopCredentials):
         # A mesh assertion is checked by meshproxy.mesh, never against an account source.
         raise AuthFailed(detail=f"{credentials.mechanism}: not checked by account sources")
     rejections: list[MeshproxyError] = []
@@ -96,11 +103,19 @@ def authenticate(
 
 def _rejection(rejections: list[MeshproxyError], authcid: str) -> MeshproxyError:
     """A wrong password for any candidate is a wrong password (and delayed as one);
-    ``MechanismUnusable`` only when no candidate could check the CRAM-MD5 answer at all."""
+    ``MechanismUnusable`` only when no candidate could check the CRAM-MD5/APOP answer at all."""
     wrong = [exc for exc in rejections if isinstance(exc, AuthFailed)]
     if wrong:
         return wrong[0]
     return rejections[0] if rejections else AuthFailed(detail=f"{authcid!r}: unknown user")
+
+
+def admit(
+    source: AuthSource, account: Account, *, service: str, secure: bool, default_options: str = ""
+) -> Account:
+    """What every accepted login goes through: default options merged, ``disable*`` checked
+    (``LoginDisabled``).  For an account found without a password (a verified mesh login)."""
+    return _admit(source, account, service, secure, default_options)
 
 
 def _admit(
@@ -117,11 +132,13 @@ def _admit(
 def _check(
     source: AuthSource,
     account: Account,
-    credentials: PlainCredentials | CramCredentials,
+    credentials: PlainCredentials | CramCredentials | ApopCredentials,
     service: str,
 ) -> None:
     if isinstance(credentials, PlainCredentials):
         _check_plain(source, account, credentials, service)
+    elif isinstance(credentials, ApopCredentials):
+        _check_apop(account, credentials, service)
     else:
         _check_cram(account, credentials, service)
 
@@ -159,3 +176,20 @@ def _check_cram(account: Account, credentials: CramCredentials, service: str) ->
     )
     if not matches:
         raise AuthFailed(detail=f"{credentials.authcid!r}: CRAM-MD5 digest mismatch")
+
+
+APOP_NEEDS_CLEAR = "APOP needs a clear password for this account; use USER and PASS."
+
+
+def _check_apop(account: Account, credentials: ApopCredentials, service: str) -> None:
+    """APOP (RFC 1939 section 7) needs a stored clear password: neither a hash, nor an HMAC-MD5
+    state, nor an LDAP authbind (which checks passwords only by binding) can verify an MD5 of
+    timestamp + password.  As for CRAM-MD5, a clear field read from the entry is used."""
+    clear = account.secrets.clear_for(service)
+    if clear is None:
+        raise MechanismUnusable(
+            detail=f"{credentials.authcid!r}: APOP needs a clear password, none stored",
+            text=APOP_NEEDS_CLEAR,
+        )
+    if not verify_apop(credentials.challenge, credentials.digest, clear):
+        raise AuthFailed(detail=f"{credentials.authcid!r}: APOP digest mismatch")

@@ -172,3 +172,17 @@ def verify_cram_md5(
         expected = hmac_md5.hmac_from_state(states[0], states[1], challenge)
         return hmac.compare_digest(expected, answer)
     return False
+
+
+def verify_apop(challenge: bytes, digest_hex: str, clear: str | None) -> bool:
+    """Check a POP3 APOP digest (RFC 1939 section 7): hex MD5 of the greeting's timestamp
+    followed by the clear password.  False without a clear password or for a malformed digest.
+    """
+    answer = _parse_digest(digest_hex)
+    if answer is None or not clear:
+        return False
+    secret = _encode(clear)
+    if secret is None:
+        return False
+    expected = hashlib.md5(challenge + secret).digest()  # noqa: S324 -- APOP is MD5 by definition
+    return hmac.compare_digest(expected, answer)

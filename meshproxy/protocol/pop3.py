@@ -1,4 +1,5 @@
-"""The sans-I/O POP3 pre-login core (RFC 1939, 2449 CAPA, 5034 AUTH, 2595 STLS, 6856 UTF8).
+"""The sans-I/O POP3 pre-login core (RFC 1939 with APOP, 2449 CAPA, 5034 AUTH, 2595 STLS,
+6856 UTF8).
 
 Same shape as ``imap.ImapPreauth``: ``_READERS`` maps each ``Pop3State`` to how input is
 consumed and ``_COMMANDS`` maps each verb allowed in the AUTHORIZATION state to its handler.
@@ -11,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from meshproxy.credentials import Credentials, PlainCredentials
+from meshproxy.credentials import ApopCredentials, Credentials, PlainCredentials
 from meshproxy.errors import MeshproxyError
 from meshproxy.protocol import replies
 from meshproxy.protocol.buffer import LineTooLongError, ReceiveBuffer
@@ -29,6 +30,9 @@ from meshproxy.protocol.sasl import (
 
 Result = NextEvent | None
 _VERB = re.compile(rb"[A-Za-z0-9]{1,16}")
+_HEX_DIGEST = re.compile(rb"[0-9a-fA-F]{32}")
+_TIMESTAMP = re.compile(rb"<[!-;=?-~]{1,250}>")
+"""An APOP timestamp: RFC 1939's msg-id form ``<...>``, printable ASCII, no inner ``<>``."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,9 @@ class Pop3Settings:
     lines in it are dropped, since the login stage owns them.  ``max_literal`` is unused
     (POP3 has no literals) and kept so both settings have the same limit fields.
     ``mesh_login``: accept ``AUTH X-MESHPROXY`` (never listed, allowed before STLS).
+    ``apop``: the greeting ends with a timestamp from ``challenge`` and ``APOP`` is accepted
+    (RFC 1939 section 7); CAPA never lists it (RFC 2449 has no tag for APOP).  Off, ``APOP``
+    is an unknown command.
     """
 
     capabilities: tuple[str, ...] = replies.POP3_CAPABILITIES
@@ -53,6 +60,7 @@ class Pop3Settings:
     max_literal: int = 8192
     max_errors: int = 10
     mesh_login: bool = False
+    apop: bool = False
 
 
 class Pop3State(Enum):
@@ -64,7 +72,7 @@ class Pop3State(Enum):
 
 
 POST_LOGIN_VERBS = frozenset(["STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UIDL", "LAST"])
-LOGIN_VERBS = frozenset({"USER", "PASS", "AUTH"})
+LOGIN_VERBS = frozenset({"USER", "PASS", "AUTH", "APOP"})
 
 
 class Pop3Preauth:
@@ -73,7 +81,8 @@ class Pop3Preauth:
     def __init__(self, settings: Pop3Settings) -> None:
         self._settings = settings
         self._buffer = ReceiveBuffer()
-        self._output = bytearray(replies.pop3_ok(settings.greeting))
+        self._timestamp = _apop_timestamp(settings) if settings.apop else b""
+        self._output = bytearray(replies.pop3_greeting(settings.greeting, self._timestamp))
         self._state = Pop3State.READY
         self._secure = settings.secure
         self._utf8 = False
@@ -96,6 +105,11 @@ class Pop3Preauth:
     def utf8(self) -> bool:
         """The client sent UTF8 before logging in (pop3d then gets ``UTF8=1``)."""
         return self._utf8
+
+    @property
+    def apop_timestamp(self) -> bytes:
+        """The timestamp the greeting carried (b"" without ``apop``)."""
+        return self._timestamp
 
     @property
     def trailing_data(self) -> bytes:
@@ -193,6 +207,8 @@ class Pop3Preauth:
         if _VERB.fullmatch(verb) is None:
             raise violation(replies.UNKNOWN_COMMAND)
         name = verb.decode("ascii").upper()
+        if name == "APOP" and not self._settings.apop:
+            raise violation(replies.UNKNOWN_COMMAND)
         mechanism = arguments.split(b" ", 1)[0] if name == "AUTH" else b""
         check_privacy(name in LOGIN_VERBS, mechanism, self._settings, secure=self._secure)
         if name in POST_LOGIN_VERBS:
@@ -288,6 +304,14 @@ class Pop3Preauth:
         credentials = PlainCredentials(self._user, decode(arguments), mechanism="USER")
         return self._login_attempt(credentials)
 
+    def _do_apop(self, arguments: bytes | None) -> Result:
+        """``APOP name digest``: the name is everything before the last SP, as USER's is."""
+        name, space, digest = (arguments or b"").rpartition(b" ")
+        if not space or not name or _HEX_DIGEST.fullmatch(digest) is None:
+            raise violation(replies.MALFORMED_APOP)
+        answer = digest.decode("ascii").lower()
+        return self._login_attempt(ApopCredentials(decode(name), self._timestamp, answer))
+
     def _do_auth(self, arguments: bytes | None) -> Result:
         if not arguments:
             mechanisms = [mech.upper() for mech in self._settings.sasl_mechanisms]
@@ -303,6 +327,13 @@ class Pop3Preauth:
         step = exchange.begin(decode_initial_response(initial) if space else None)
         self._exchange = exchange
         return self._sasl_step(step)
+
+
+def _apop_timestamp(settings: Pop3Settings) -> bytes:
+    timestamp = settings.challenge()
+    if _TIMESTAMP.fullmatch(timestamp) is None:
+        raise ValueError(f"not an RFC 1939 APOP timestamp: {timestamp!r}")
+    return timestamp
 
 
 def _no_arguments(arguments: bytes | None) -> None:
@@ -326,6 +357,7 @@ _COMMANDS: Mapping[str, Callable[[Pop3Preauth, bytes | None], Result]] = {
     "STLS": Pop3Preauth._do_stls,
     "USER": Pop3Preauth._do_user,
     "PASS": Pop3Preauth._do_pass,
+    "APOP": Pop3Preauth._do_apop,
     "AUTH": Pop3Preauth._do_auth,
 }
 COMMANDS = frozenset(_COMMANDS)

@@ -41,6 +41,7 @@ LITERAL_TOO_LARGE = "Literal too large"
 LITERAL_NOT_ALLOWED = "Literal not allowed here"
 MALFORMED_PLAIN = "Malformed PLAIN message"
 MALFORMED_CRAM = "Malformed CRAM-MD5 response"
+MALFORMED_APOP = "APOP needs a name and a 32-digit hex digest"
 NO_INITIAL_RESPONSE = "This mechanism takes no initial response"
 BAD_ID = "Invalid ID parameters"
 STARTTLS_UNAVAILABLE = "STARTTLS not available"
@@ -197,6 +198,14 @@ def imap_capabilities(
 
 def pop3_ok(text: str = "") -> bytes:
     return line(f"+OK {text}" if text else "+OK")
+
+
+def pop3_greeting(text: str, timestamp: bytes = b"") -> bytes:
+    """``+OK text``, then the APOP timestamp (RFC 1939 section 7) when there is one: it is
+    never cut by MAX_TEXT, since the client's digest covers it (the core checks its form)."""
+    if not timestamp:
+        return pop3_ok(text)
+    return b"+OK " + clean_text(text).encode("utf-8") + b" " + timestamp + CRLF
 
 
 def pop3_err(text: str) -> bytes:

@@ -114,6 +114,7 @@ def pop3_settings() -> st.SearchStrategy[Pop3Settings]:
         challenge=st.just(fixed_challenge),
         max_line=st.integers(8, 300),
         max_errors=st.integers(1, 12),
+        apop=st.booleans(),
     )
 
 
