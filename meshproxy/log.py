@@ -66,6 +66,7 @@ class Summary:
     user: str = ""
     decision: str = "none"
     pid: int = 0
+    origin: str = ""  # "<node>/<session>" of a mesh login (home node)
     bytes_in: int = 0
     bytes_out: int = 0
     reason: str = ""
@@ -74,14 +75,15 @@ class Summary:
 def session_summary(logger: logging.Logger, summary: Summary, duration: float) -> None:
     """The one line that closes every session."""
     logger.info(
-        "session %s end client=%s listener=%s user=%s decision=%s pid=%s in=%d out=%d "
+        "session %s end client=%s listener=%s user=%s decision=%s pid=%s%s in=%d out=%d "
         "duration=%.3fs reason=%s",
         summary.session,
         summary.client,
         summary.listener,
         field(summary.user),
-        summary.decision,
+        field(summary.decision),
         summary.pid or "-",
+        f" origin={field(summary.origin)}" if summary.origin else "",
         summary.bytes_in,
         summary.bytes_out,
         duration,

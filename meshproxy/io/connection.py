@@ -25,10 +25,12 @@ from gevent import Greenlet, Timeout
 
 from meshproxy import auth, courier, log, route
 from meshproxy.account import Account
+from meshproxy.credentials import MeshCredentials
 from meshproxy.errors import AuthFailed, MeshproxyError, TempFail
-from meshproxy.io import local, tls
+from meshproxy.io import inbound, local, peer, tls
 from meshproxy.io.relay import relay
 from meshproxy.io.state import Core, Listener, Shared
+from meshproxy.io.wire import Login
 from meshproxy.protocol import NEED_DATA, LoginAttempt, StartTLS
 
 _log = log.get("session")
@@ -164,6 +166,8 @@ class Session:
         credentials = event.credentials
         self.summary.user = credentials.authcid
         self.stage = "auth"
+        if isinstance(credentials, MeshCredentials):
+            return self._mesh_login(core, event, credentials)
         try:
             account = auth.authenticate(
                 self.shared.source,
@@ -178,20 +182,74 @@ class Session:
         self.summary.user = account.login
         self.stage = "route"
         decision = route.decide(account, proxy=self.listener.proxy, me=self.shared.identity)
-        if not isinstance(decision, route.Local):
-            why = "peers are not served in this release"
-            if isinstance(decision, route.Refuse):
-                why = decision.reason
-            return self._refuse(core, TempFail(detail=f"route: {why}"))
+        if isinstance(decision, route.Refuse):
+            return self._refuse(core, TempFail(detail=f"route: {decision.reason}"))
+        if isinstance(decision, route.Peer):
+            return self._proxy(core, event, account, decision.hosts)
         if decision.note == route.NO_MAILHOST:
             _log.warning(
                 "session %s: proxying is on but %s has no mailhost; serving it here",
                 self.id,
                 log.field(account.login),
             )
-        self.summary.decision = "local"
-        self.stage = "exec"
-        return self._hand_off(core, event, account)
+        return self._hand_off(core, event, account, (self.ip, self.port))
+
+    def _mesh_login(self, core: Core, event: LoginAttempt, credentials: MeshCredentials) -> bool:
+        """Home node: a peer vouches for the user; serve the account for the real client."""
+        try:
+            account, origin = inbound.accept(self.shared, self.listener, credentials, self.id)
+        except TempFail as error:
+            self.stage = "mesh"
+            return self._refuse(core, error)
+        except MeshproxyError as error:
+            self._auth_refused(core, error, credentials.mechanism)
+            return False
+        self.summary.user = account.login
+        self.summary.origin = f"{origin.origin}/{origin.session}"
+        _log.info(
+            "session %s mesh login user=%s origin=%s/%s client=%s hop=%d",
+            self.id,
+            log.field(account.login),
+            log.field(origin.origin),
+            log.field(origin.session),
+            log.client(origin.client_ip, origin.client_port),
+            origin.hop,
+        )
+        return self._hand_off(core, event, account, (origin.client_ip, origin.client_port))
+
+    def _proxy(
+        self, core: Core, event: LoginAttempt, account: Account, hosts: tuple[str, ...]
+    ) -> bool:
+        """Front node: log in on the account's home (or a foreign server) and relay."""
+        self.stage = "dial"
+        login = Login(
+            self.listener.service,
+            event.tag,
+            account,
+            event.credentials,
+            self.id,
+            self.ip,
+            self.port,
+        )
+        try:
+            upstream = peer.open_upstream(self.shared.dialer, login, hosts)
+        except MeshproxyError as error:
+            return self._refuse(core, error)
+        if upstream is None:
+            return self._hand_off(core, event, account, (self.ip, self.port))
+        self.pending = False
+        self.summary.decision = upstream.label
+        try:
+            self.stage = "relay"
+            _send(self.sock, upstream.reply, self.shared.config.limits.idle_timeout)
+            self.summary.bytes_out += len(upstream.reply)
+            _send(upstream.sock, core.trailing_data, self.shared.config.limits.idle_timeout)
+            self.summary.bytes_in += len(core.trailing_data)
+        except BaseException:
+            upstream.sock.close()
+            raise
+        self._relay(upstream.sock, upstream.label)
+        return True
 
     def _auth_refused(self, core: Core, error: MeshproxyError, mechanism: str) -> None:
         reason = f"{type(error).__name__}: {error.detail or error.text}"
@@ -226,11 +284,16 @@ class Session:
         self.stage = "prelogin"
         return False
 
-    def _hand_off(self, core: Core, event: LoginAttempt, account: Account) -> bool:
+    def _hand_off(
+        self, core: Core, event: LoginAttempt, account: Account, client: tuple[str, int]
+    ) -> bool:
+        """Exec Courier; ``client`` is the real client (from the mesh login on a home node)."""
+        self.summary.decision = "local"
+        self.stage = "exec"
         target = courier.Session(
             service=self.listener.service,
-            remote_ip=self.ip,
-            remote_port=self.port,
+            remote_ip=client[0],
+            remote_port=client[1],
             local_ip=self.local[0],
             local_port=self.local[1],
             tls=core.secure,
@@ -247,7 +310,7 @@ class Session:
                 self.sock,
                 trailing=core.trailing_data,
                 child=child,
-                peer=(self.ip, self.port),
+                peer=client,
             )
         except TempFail as error:
             return self._refuse(core, error)
@@ -323,6 +386,17 @@ class Session:
         """A best-effort final write, bounded by GRACE."""
         with contextlib.suppress(OSError, _DeadlineError):
             self._flush(core, GRACE)
+
+
+def _send(sock: socket.socket, data: bytes, seconds: float) -> None:
+    """One bounded write (a socket timeout: ``OSError`` when it runs out)."""
+    if not data:
+        return
+    sock.settimeout(seconds)
+    try:
+        sock.sendall(data)
+    finally:
+        sock.settimeout(None)
 
 
 def _local_address(sock: socket.socket) -> tuple[str, int]:

@@ -31,6 +31,8 @@ from meshproxy.io import tls
 from meshproxy.io.connection import Session
 from meshproxy.io.local import Launcher
 from meshproxy.io.state import Listener, Shared, listeners
+from meshproxy.io.wire import Dialer
+from meshproxy.mesh import assertion
 from meshproxy.protocol import replies
 
 _log = log.get("server")
@@ -164,10 +166,11 @@ def serve(config: Config, config_path: str) -> int:
     _log.info(
         "meshproxy %s node %s config %s listening on %s",
         __version__,
-        shared.identity.primary or "-",
+        shared.identity.name or "-",
         config_path,
         ", ".join(spec.name for spec in specs),
     )
+    _log_mesh(shared)
     stop.wait()
     _log.info("signal received: shutting down")
     daemon.stop()
@@ -199,13 +202,54 @@ def _build(config: Config) -> tuple[Shared, list[Listener]]:
     settings = courier.load(config)
     context = tls.server_context(config.tls)
     directory = mesh.open_directory(config)
+    identity = directory.whoami()
+    key = assertion.load_key(config.mesh.key_file) if config.mesh.key_file else None
     shared = Shared(
         config=config,
         courier=settings,
         source=open_source(config),
         directory=directory,
-        identity=directory.whoami(),
+        identity=identity,
         tls=context,
         launcher=Launcher(),
+        dialer=_dialer(config, identity, directory, key),
+        mesh_key=key,
+        replay=assertion.ReplayCache(config.mesh.clock_skew) if key is not None else None,
     )
-    return shared, list(listeners(config, settings, tls=context is not None))
+    return shared, list(listeners(config, settings, identity, tls=context is not None))
+
+
+def _dialer(
+    config: Config, identity: mesh.Identity, directory: mesh.Directory, key: bytes | None
+) -> Dialer:
+    """The client-side TLS contexts are built once: loading a CA bundle is not cheap."""
+    mesh_tls = tls.client_context(config.mesh.ca_file) if config.mesh.tls else None
+    foreign_tls = None
+    if config.foreign.tls != "none":
+        foreign_tls = tls.client_context(config.foreign.ca_file, verify=config.foreign.verify)
+    return Dialer(config, identity, directory, key, mesh_tls, foreign_tls)
+
+
+def _log_mesh(shared: Shared) -> None:
+    """Who this node is and where its peers are, as resolved at start."""
+    config, identity = shared.config, shared.identity
+    _log.info(
+        "node %s names %s addresses %s%s; mesh logins %s",
+        identity.name or "-",
+        ",".join(sorted(identity.names)) or "-",
+        ",".join(sorted(identity.addresses)) or "-",
+        " (and all of loopback)" if identity.loopback else "",
+        "accepted" if shared.mesh_key is not None else "off (no mesh.key_file)",
+    )
+    for name in config.mesh.peers:
+        targets = [shared.directory.resolve(name, service) for service in ("imap", "pop3")]
+        _log.info("peer %s: %s", name, "; ".join(_describe_target(t) for t in targets))
+
+
+def _describe_target(target: mesh.Target) -> str:
+    if isinstance(target, mesh.Unreachable):
+        return f"unreachable ({target.reason})"
+    if isinstance(target, mesh.SelfNode):
+        return "this node"
+    kind = "mesh" if isinstance(target, mesh.MeshNode) else "foreign"
+    return f"{kind} " + ",".join(str(address) for address in target.addresses)

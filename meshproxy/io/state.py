@@ -12,7 +12,9 @@ from meshproxy.auth import AuthSource
 from meshproxy.config import Config, parse_address
 from meshproxy.errors import MeshproxyError
 from meshproxy.io.local import Launcher
+from meshproxy.io.wire import Dialer
 from meshproxy.mesh import Directory, Identity
+from meshproxy.mesh.assertion import ReplayCache
 from meshproxy.protocol import (
     ImapPreauth,
     ImapSettings,
@@ -20,11 +22,13 @@ from meshproxy.protocol import (
     Pop3Preauth,
     Pop3Settings,
 )
+from meshproxy.protocol.replies import POP3_CAPABILITIES
 
 if TYPE_CHECKING:
     from meshproxy.io.connection import Session
 
 PROGRAMS = {"imap": "imapd", "pop3": "pop3d"}
+NODE_CAPABILITY = "X-MESHPROXY-NODE"
 
 
 class Core(Protocol):
@@ -93,16 +97,19 @@ class Shared:
     identity: Identity
     tls: ssl.SSLContext | None
     launcher: Launcher
+    dialer: Dialer
+    mesh_key: bytes | None = None
+    replay: ReplayCache | None = None
     sessions: set[Session] = field(default_factory=set)
 
 
 def listeners(
-    config: Config, settings: courier.CourierSettings, *, tls: bool
+    config: Config, settings: courier.CourierSettings, identity: Identity, *, tls: bool
 ) -> Iterator[Listener]:
     """Every configured listener with its protocol settings."""
     for implicit, key in ((False, "listen"), (True, "tls_listen")):
-        imap = imap_settings(config, settings, implicit=implicit, tls=tls)
-        pop3 = pop3_settings(config, implicit=implicit, tls=tls)
+        imap = imap_settings(config, settings, identity, implicit=implicit, tls=tls)
+        pop3 = pop3_settings(config, identity, implicit=implicit, tls=tls)
         for address in getattr(config.imap, key):
             yield Listener("imap", address, implicit, config.imap.proxy, imap)
         for address in getattr(config.pop3, key):
@@ -110,8 +117,14 @@ def listeners(
 
 
 def imap_settings(
-    config: Config, settings: courier.CourierSettings, *, implicit: bool, tls: bool
+    config: Config,
+    settings: courier.CourierSettings,
+    identity: Identity,
+    *,
+    implicit: bool,
+    tls: bool,
 ) -> ImapSettings:
+    """``ID`` names this node (``x-meshproxy-node``): a peer's loop guard reads it."""
     limits = config.limits
     return ImapSettings(
         capabilities=settings.imap_capabilities(tls=False),
@@ -124,18 +137,24 @@ def imap_settings(
         max_line=limits.max_line,
         max_literal=limits.max_literal,
         max_errors=limits.max_errors,
+        id_fields=(("name", "meshproxy"), ("x-meshproxy-node", identity.name)),
+        mesh_login=bool(config.mesh.key_file),
     )
 
 
-def pop3_settings(config: Config, *, implicit: bool, tls: bool) -> Pop3Settings:
+def pop3_settings(config: Config, identity: Identity, *, implicit: bool, tls: bool) -> Pop3Settings:
+    """``CAPA`` names this node (``X-MESHPROXY-NODE``): a peer's loop guard reads it."""
     limits = config.limits
     return Pop3Settings(
+        capabilities=(*POP3_CAPABILITIES, f"{NODE_CAPABILITY} {identity.name}"),
         sasl_mechanisms=tuple(mech.upper() for mech in config.pop3.sasl_mechanisms),
         tls_available=tls and not implicit,
         secure=implicit,
         tls_required=config.tls.required,
         greeting=config.pop3.greeting,
+        apop=config.pop3.apop,
         max_line=limits.max_line,
         max_literal=limits.max_literal,
         max_errors=limits.max_errors,
+        mesh_login=bool(config.mesh.key_file),
     )

@@ -1,4 +1,4 @@
-"""Server-side TLS: the listener context and a bounded handshake."""
+"""TLS: the listener context and handshake, and the client contexts for peer dials."""
 
 from __future__ import annotations
 
@@ -46,4 +46,28 @@ def handshake(sock: socket.socket, context: ssl.SSLContext, timeout: float) -> s
     wrapped = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
     wrapped.do_handshake()
     wrapped.settimeout(None)
+    return wrapped
+
+
+def client_context(ca_file: str = "", *, verify: bool = True) -> ssl.SSLContext:
+    """A context for dialling peers and foreign servers.
+
+    ``verify``: the certificate must chain to ``ca_file`` (the system store when empty) and
+    name the host dialled.  Without it (``[foreign] verify = false``) any certificate is taken:
+    the link is encrypted but not authenticated.
+    """
+    context = ssl.create_default_context(cafile=ca_file or None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def client_handshake(
+    sock: socket.socket, context: ssl.SSLContext, server_name: str
+) -> ssl.SSLSocket:
+    """Wrap ``sock`` client-side; the caller's gevent Timeout bounds the handshake."""
+    wrapped = context.wrap_socket(sock, server_hostname=server_name, do_handshake_on_connect=False)
+    wrapped.do_handshake()
     return wrapped
