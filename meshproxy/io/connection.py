@@ -18,6 +18,7 @@ import secrets
 import socket
 import ssl
 import traceback
+from collections.abc import Callable
 from time import monotonic
 
 import gevent
@@ -28,7 +29,7 @@ from meshproxy.account import Account
 from meshproxy.credentials import MeshCredentials
 from meshproxy.errors import AuthFailed, MeshproxyError, TempFail
 from meshproxy.io import inbound, local, peer, tls
-from meshproxy.io.relay import relay
+from meshproxy.io.relay import Relay, RelayResult, start_relay
 from meshproxy.io.state import Core, Listener, Shared
 from meshproxy.io.wire import Login
 from meshproxy.protocol import NEED_DATA, LoginAttempt, StartTLS
@@ -68,12 +69,18 @@ class Session:
         self.shielded = False  # starting a child: do not interrupt
         self.stop_requested = False
         self.greenlet: Greenlet | None = None
+        self.relay: Relay | None = None  # set once the session is relayed without a greenlet
+        self.on_end: Callable[[], None] = _nothing  # the server's bookkeeping, run once at the end
         self.summary = log.Summary(self.id, log.client(self.ip, self.port), listener.name)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        """The whole session; never raises (ServerShutdown included)."""
+        """The session up to its hand-off; never raises (ServerShutdown included).
+
+        A relayed session outlives this call: its relay runs on watchers, with no greenlet,
+        and ``_finish`` runs when the relay ends.
+        """
         self.greenlet = gevent.getcurrent()
         try:
             self._run()
@@ -86,15 +93,23 @@ class Session:
         except Exception as exc:
             self._crashed(exc)
         finally:
-            self._close()
-            log.session_summary(_log, self.summary, monotonic() - self.started)
+            if self.relay is None:
+                self._finish()
+
+    def _finish(self) -> None:
+        self._close()
+        log.session_summary(_log, self.summary, monotonic() - self.started)
+        on_end, self.on_end = self.on_end, _nothing
+        on_end()
 
     def interrupt(self) -> None:
         """Server shutdown: BYE to a pre-login client, end a relay; never cut a child's start."""
         if self.stop_requested:
             return
         self.stop_requested = True
-        if not self.shielded and self.greenlet is not None:
+        if self.relay is not None:
+            self.relay.stop("server shutdown")
+        elif not self.shielded and self.greenlet is not None:
             self.greenlet.kill(ServerShutdown, block=False)
 
     def _run(self) -> None:
@@ -327,21 +342,26 @@ class Session:
         return True
 
     def _relay(self, pair: socket.socket, label: str) -> None:
-        try:
-            if self.stop_requested:
-                raise ServerShutdown
-            self.stage = "relay"
-            result = relay(
-                self.sock,
-                pair,
-                idle_timeout=self.shared.config.limits.idle_timeout,
-                names=("client", label),
-            )
-        finally:
+        """Start relaying client <-> ``pair``; the session ends in ``_relayed``."""
+        if self.stop_requested:
+            pair.close()
+            raise ServerShutdown
+        self.stage = "relay"
+        self.relay = start_relay(
+            self.sock,
+            pair,
+            idle_timeout=self.shared.config.limits.idle_timeout,
+            names=("client", label),
+            on_done=lambda result: self._relayed(pair, result),
+        )
+
+    def _relayed(self, pair: socket.socket, result: RelayResult) -> None:
+        with contextlib.suppress(OSError):
             pair.close()
         self.summary.bytes_in += result.a_to_b
         self.summary.bytes_out += result.b_to_a
         self.summary.reason = result.reason
+        self._finish()
 
     # -- endings -----------------------------------------------------------------------------
 
@@ -397,6 +417,10 @@ def _send(sock: socket.socket, data: bytes, seconds: float) -> None:
         sock.sendall(data)
     finally:
         sock.settimeout(None)
+
+
+def _nothing() -> None:
+    return None
 
 
 def _local_address(sock: socket.socket) -> tuple[str, int]:

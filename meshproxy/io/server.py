@@ -101,13 +101,18 @@ class Daemon:
             self._turn_away(spec, sock, ip, int(address[1]), why)
             return
         self.gate.enter(ip)
-        session = Session(self.shared, spec, sock, address)
+        # The session owns its socket and may outlive this handler (a relay runs on watchers),
+        # but StreamServer closes the socket it passed in when the handler returns: detach.
+        owned = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        session = Session(self.shared, spec, owned, address)
+        session.on_end = lambda: self._ended(session, ip)
         self.shared.sessions.add(session)
-        try:
-            session.run()
-        finally:
-            self.shared.sessions.discard(session)
-            self.gate.leave(ip)
+        session.run()
+
+    def _ended(self, session: Session, ip: str) -> None:
+        """A session is over: after its pre-login part, or when its relay ends."""
+        self.shared.sessions.discard(session)
+        self.gate.leave(ip)
 
     def _turn_away(self, spec: Listener, sock: socket.socket, ip: str, port: int, why: str) -> None:
         _log.warning(
