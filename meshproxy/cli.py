@@ -28,6 +28,8 @@ from meshproxy.account import Account
 from meshproxy.auth import checks, open_source
 from meshproxy.config import Config
 from meshproxy.errors import ConfigError
+from meshproxy.mesh.base import Unreachable
+from meshproxy.mesh.key import load_key
 
 DEFAULT_CONFIG = "/etc/meshproxy/meshproxy.toml"
 EXIT_OK, EXIT_ERROR, EXIT_NOT_FOUND = 0, 1, 2
@@ -107,7 +109,7 @@ def _check_config(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     findings = checks.source_findings(config)
     problems = [*config_problems(config), *(str(f) for f in findings if f.fatal)]
-    warnings = [str(finding) for finding in findings if not finding.fatal]
+    warnings = [*mesh_warnings(config), *(str(f) for f in findings if not f.fatal)]
     for line in (*problems, *warnings):
         print(line)
     if problems:
@@ -138,6 +140,7 @@ def config_problems(config: Config) -> Iterator[str]:
     yield from _courier_file_problems(config, services)
     yield from _program_problems(config, services)
     yield from _tls_problems(config)
+    yield from _mesh_problems(config)
 
 
 def served_services(config: Config) -> tuple[str, ...]:
@@ -191,6 +194,43 @@ def _tls_problems(config: Config) -> Iterator[str]:
         ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
     except (ssl.SSLError, OSError) as exc:
         yield f"tls.cert: cannot load {cert} with key {key}: {exc}"
+
+
+def _mesh_problems(config: Config) -> Iterator[str]:
+    """The mesh key (as ``serve`` loads it) and the CA files for peers and foreign servers."""
+    if config.mesh.key_file:
+        try:
+            load_key(config.mesh.key_file)
+        except ConfigError as exc:
+            yield exc.text
+    for key, path in (
+        ("mesh.ca_file", config.mesh.ca_file),
+        ("foreign.ca_file", config.foreign.ca_file),
+    ):
+        if not path:
+            continue
+        try:
+            ssl.create_default_context(cafile=path)
+        except (ssl.SSLError, OSError) as exc:
+            yield f"{key}: cannot load {path}: {exc}"
+
+
+def mesh_warnings(config: Config) -> Iterator[str]:
+    """Peers this node cannot use, as this node sees them (its own entry is expected here)."""
+    if not config.mesh.peers:
+        return
+    directory = mesh.open_directory(config)
+    try:
+        me = directory.whoami()
+        for name in config.mesh.peers:
+            if me.matches(name):
+                continue
+            for service in served_services(config):
+                target = directory.resolve(name, service)
+                if isinstance(target, Unreachable):
+                    yield f"mesh.peers.{name}: warning: {service}: {target.reason}"
+    finally:
+        directory.close()
 
 
 # -- route -------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ class MeshCredentials:
 
     blob: bytes = field(repr=False)
     mechanism: str = "X-MESHPROXY"
-    authcid: str = "(mesh login)"
+    authcid: str = "(mesh-login)"
 
 
 Credentials = PlainCredentials | CramCredentials | ApopCredentials | MeshCredentials

@@ -45,10 +45,15 @@ def get(name: str) -> logging.Logger:
 
 
 def field(value: object) -> str:
-    """A value as one printable token: control characters escaped, length capped, "-" if empty."""
+    """A value as printable text: control characters escaped, length capped, "-" if empty."""
     text = str(value) if value not in (None, "") else "-"
     text = "".join(char if char.isprintable() else f"\\x{ord(char):02x}" for char in text)
     return text if len(text) <= _MAX_FIELD else text[:_MAX_FIELD] + "..."
+
+
+def token(value: object) -> str:
+    """Like ``field``, with spaces escaped too: for values inside a line split on spaces."""
+    return field(value).replace(" ", "\\x20")
 
 
 def client(ip: str, port: int) -> str:
@@ -80,8 +85,8 @@ def session_summary(logger: logging.Logger, summary: Summary, duration: float) -
         summary.session,
         summary.client,
         summary.listener,
-        field(summary.user),
-        field(summary.decision),
+        token(summary.user),
+        token(summary.decision),
         summary.pid or "-",
         f" origin={field(summary.origin)}" if summary.origin else "",
         summary.bytes_in,
@@ -99,7 +104,7 @@ def failed_login(
         "session %s login failed client=%s user=%s mechanism=%s reason=%s",
         session,
         client,
-        field(user),
+        token(user),
         field(mechanism),
         field(reason),
     )

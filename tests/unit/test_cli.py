@@ -280,3 +280,48 @@ def test_route_invalid_config(capsys: pytest.CaptureFixture[str], tmp_path: Path
 
 def test_describe_refuse() -> None:
     assert cli.describe_decision(Refuse("loop")) == "refuse (loop)"
+
+
+# -- check-config: the mesh ----------------------------------------------------------------------
+
+
+def mesh_config(site: Path, key: Path, peers: str = "") -> Path:
+    return write_config(site, f'[mesh]\nkey_file = "{key}"\n[mesh.peers]\n{peers}')
+
+
+def test_check_config_reports_a_missing_mesh_key(
+    capsys: pytest.CaptureFixture[str], site: Path
+) -> None:
+    path = mesh_config(site, site / "no-such.key", 'node2 = "127.0.0.3"')
+    code, out, _ = run(capsys, "check-config", "-c", str(path))
+    assert code == 1
+    assert "mesh.key_file: cannot read" in out
+
+
+def test_check_config_refuses_a_group_readable_mesh_key(
+    capsys: pytest.CaptureFixture[str], site: Path
+) -> None:
+    key = site / "mesh.key"
+    key.write_text("k" * 40)
+    key.chmod(0o640)
+    path = mesh_config(site, key, 'node2 = "127.0.0.3"')
+    code, out, _ = run(capsys, "check-config", "-c", str(path))
+    assert code == 1
+    assert "accessible by group or others" in out
+    key.chmod(0o600)
+    code, out, _ = run(capsys, "check-config", "-c", str(path))
+    assert (code, out.splitlines()[-1]) == (0, "configuration OK")
+
+
+def test_check_config_warns_about_a_peer_mapped_to_this_node(
+    capsys: pytest.CaptureFixture[str], site: Path
+) -> None:
+    key = site / "mesh.key"
+    key.write_text("k" * 40)
+    key.chmod(0o600)
+    path = mesh_config(site, key, 'node2 = "127.0.0.1"\nnode3 = "127.0.0.3"')
+    code, out, _ = run(capsys, "check-config", "-c", str(path))
+    assert code == 0
+    assert "mesh.peers.node2: warning: imap:" in out
+    assert "own address" in out
+    assert "mesh.peers.node3" not in out

@@ -197,4 +197,4 @@ def test_mesh_credentials_hide_the_blob() -> None:
     credentials = MeshCredentials(BLOB)
     assert "MESHPROXY1" not in repr(credentials)
     assert credentials.mechanism == "X-MESHPROXY"
-    assert credentials.authcid == "(mesh login)"
+    assert credentials.authcid == "(mesh-login)"
