@@ -12,12 +12,9 @@ from typing import Any
 
 import pymysql
 
-from meshproxy.account import Account
-from meshproxy.auth import sql
-from meshproxy.auth.base import SingleSource
-from meshproxy.auth.pool import Driver, Pool
+from meshproxy.auth.sqlsource import Row, SqlSource, config_section
 from meshproxy.config import Config
-from meshproxy.sourceconfig import MysqlConfig, check_sql
+from meshproxy.sourceconfig import MysqlConfig
 
 SOURCE_NAME = "mysql"
 _CONNECTION_ERRNOS = frozenset({2003, 2006, 2013, 2055})
@@ -25,52 +22,32 @@ _CONNECTION_ERRNOS = frozenset({2003, 2006, 2013, 2055})
 _MYSQL_PORT = 3306
 
 
-class MysqlSource(SingleSource):
+class MysqlSource(SqlSource[MysqlConfig, "pymysql.Connection[Any]"]):
     """Looks accounts up in MySQL/MariaDB, as authmysql does."""
 
+    source_name = SOURCE_NAME
+    dialect = "mysql"
+    errors = (pymysql.Error, OSError)
+    missing_home_is_unknown = False
+
     def __init__(self, config: MysqlConfig, *, origin: str = "auth.mysql") -> None:
-        check_sql(config, origin)
-        self.config = config
-        self.query = sql.build_query(config, "mysql", origin)
-        driver: Driver[pymysql.Connection[Any]] = Driver(
-            name=f"mysql {config.server or config.socket}",
-            connect=self._connect,
-            close=_close,
-            errors=(pymysql.Error, OSError),
-            is_connection_error=_is_connection_error,
-            is_timeout=_is_timeout,
-            describe=_describe,
-        )
-        self.pool = Pool(driver, size=config.pool_size, wait=config.query_timeout)
+        super().__init__(config, origin=origin)
 
     @classmethod
     def from_config(cls, config: Config) -> MysqlSource:
-        section = getattr(config.auth, SOURCE_NAME, None)
-        if not isinstance(section, MysqlConfig):
-            section = MysqlConfig()
-        return cls(section)
+        return cls(config_section(config, SOURCE_NAME, MysqlConfig))
 
-    def lookup(self, login: str, service: str = "") -> Account | None:
-        """The account for ``login``; None if there is none.  Raises BackendUnavailable."""
-        if not sql.usable_login(login):
-            return None
-        values = sql.query_values(login, service, self.config.default_domain)
-        statement, params = self.query.render(values)
+    def _server(self) -> str:
+        return self.config.server or self.config.socket
 
-        def fetch(connection: pymysql.Connection[Any]) -> tuple[Any, ...] | None:
-            with connection.cursor() as cursor:
-                cursor.execute(statement, params)
-                row = cursor.fetchone()
-                cursor.fetchall()
-            return tuple(row) if row is not None else None
-
-        row = self.pool.run(fetch)
-        if row is None:
-            return None
-        return sql.row_to_account(row, login, SOURCE_NAME, missing_home_is_unknown=False)
-
-    def close(self) -> None:
-        self.pool.close()
+    def _fetch(
+        self, connection: pymysql.Connection[Any], statement: str, params: tuple[str, ...]
+    ) -> Row | None:
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            row = cursor.fetchone()
+            cursor.fetchall()
+        return tuple(row) if row is not None else None
 
     def _connect(self) -> pymysql.Connection[Any]:
         config = self.config
@@ -89,6 +66,23 @@ class MysqlSource(SingleSource):
             autocommit=True,
         )
 
+    @staticmethod
+    def _is_connection_error(exc: BaseException) -> bool:
+        if isinstance(exc, pymysql.InterfaceError | OSError):
+            return True
+        return isinstance(exc, pymysql.OperationalError) and _errno(exc) in _CONNECTION_ERRNOS
+
+    @staticmethod
+    def _is_timeout(exc: BaseException) -> bool:
+        if isinstance(exc, socket.timeout | TimeoutError):
+            return True
+        return "timed out" in str(exc)
+
+    @staticmethod
+    def _describe(exc: BaseException) -> str:
+        """The driver's message: it names the server and user, never the password."""
+        return f"{type(exc).__name__}: {exc}"
+
 
 def _ssl_settings(config: MysqlConfig) -> dict[str, str] | None:
     """TLS as authmysql turns it on: only when a CA file or directory is given."""
@@ -104,30 +98,6 @@ def _ssl_settings(config: MysqlConfig) -> dict[str, str] | None:
     return {key: value for key, value in names.items() if value}
 
 
-def _close(connection: pymysql.Connection[Any]) -> None:
-    try:
-        connection.close()
-    except (pymysql.Error, OSError):
-        return
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    if isinstance(exc, pymysql.InterfaceError | OSError):
-        return True
-    return isinstance(exc, pymysql.OperationalError) and _errno(exc) in _CONNECTION_ERRNOS
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return True
-    return "timed out" in str(exc)
-
-
 def _errno(exc: pymysql.Error) -> int | None:
     code = exc.args[0] if exc.args else None
     return code if isinstance(code, int) else None
-
-
-def _describe(exc: BaseException) -> str:
-    """The driver's message: it names the server and user, never the password."""
-    return f"{type(exc).__name__}: {exc}"

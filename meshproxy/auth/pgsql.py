@@ -17,10 +17,7 @@ from typing import Any
 import psycopg2
 import psycopg2.extensions
 
-from meshproxy.account import Account
-from meshproxy.auth import sql
-from meshproxy.auth.base import SingleSource
-from meshproxy.auth.pool import Driver, Pool
+from meshproxy.auth.sqlsource import Row, SqlSource, config_section
 from meshproxy.config import Config
 from meshproxy.sourceconfig import PgsqlConfig, check_sql
 
@@ -34,8 +31,13 @@ def set_wait_callback(callback: WaitCallback | None) -> None:
     psycopg2.extensions.set_wait_callback(callback)
 
 
-class PgsqlSource(SingleSource):
+class PgsqlSource(SqlSource[PgsqlConfig, psycopg2.extensions.connection]):
     """Looks accounts up in PostgreSQL, as authpgsql does."""
+
+    source_name = SOURCE_NAME
+    dialect = "pgsql"
+    errors = (psycopg2.Error, OSError)
+    missing_home_is_unknown = True
 
     def __init__(
         self,
@@ -44,49 +46,27 @@ class PgsqlSource(SingleSource):
         origin: str = "auth.pgsql",
         wait_callback: WaitCallback | None = None,
     ) -> None:
+        # The callback is installed only for a configuration that passes the checks, and
+        # before the query is built; SqlSource checks again (the checks are pure).
         check_sql(config, origin)
         if wait_callback is not None:
             set_wait_callback(wait_callback)
-        self.config = config
-        self.query = sql.build_query(config, "pgsql", origin)
-        driver: Driver[psycopg2.extensions.connection] = Driver(
-            name=f"pgsql {config.server or _host_of(config.connection)}",
-            connect=self._connect,
-            close=_close,
-            errors=(psycopg2.Error, OSError),
-            is_connection_error=_is_connection_error,
-            is_timeout=_is_timeout,
-            describe=_describe,
-        )
-        self.pool = Pool(driver, size=config.pool_size, wait=config.query_timeout)
+        super().__init__(config, origin=origin)
 
     @classmethod
     def from_config(cls, config: Config) -> PgsqlSource:
-        section = getattr(config.auth, SOURCE_NAME, None)
-        if not isinstance(section, PgsqlConfig):
-            section = PgsqlConfig()
-        return cls(section)
+        return cls(config_section(config, SOURCE_NAME, PgsqlConfig))
 
-    def lookup(self, login: str, service: str = "") -> Account | None:
-        """The account for ``login``; None if there is none.  Raises BackendUnavailable."""
-        if not sql.usable_login(login):
-            return None
-        values = sql.query_values(login, service, self.config.default_domain)
-        statement, params = self.query.render(values)
+    def _server(self) -> str:
+        return self.config.server or _host_of(self.config.connection)
 
-        def fetch(connection: psycopg2.extensions.connection) -> tuple[Any, ...] | None:
-            with connection.cursor() as cursor:
-                cursor.execute(statement, params)
-                row = cursor.fetchone()
-            return tuple(row) if row is not None else None
-
-        row = self.pool.run(fetch)
-        if row is None:
-            return None
-        return sql.row_to_account(row, login, SOURCE_NAME, missing_home_is_unknown=True)
-
-    def close(self) -> None:
-        self.pool.close()
+    def _fetch(
+        self, connection: psycopg2.extensions.connection, statement: str, params: tuple[str, ...]
+    ) -> Row | None:
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            row = cursor.fetchone()
+        return tuple(row) if row is not None else None
 
     def _connect(self) -> psycopg2.extensions.connection:
         config = self.config
@@ -109,6 +89,22 @@ class PgsqlSource(SingleSource):
         connection.autocommit = True
         return connection
 
+    @staticmethod
+    def _is_connection_error(exc: BaseException) -> bool:
+        return isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError | OSError)
+
+    @staticmethod
+    def _is_timeout(exc: BaseException) -> bool:
+        if isinstance(exc, psycopg2.Error) and exc.pgcode == _QUERY_CANCELED:
+            return True
+        return "timeout" in str(exc) or "timed out" in str(exc)
+
+    @staticmethod
+    def _describe(exc: BaseException) -> str:
+        """libpq's message (names host and user, never the password), first line only."""
+        text = str(exc).strip().splitlines()
+        return f"{type(exc).__name__}: {text[0] if text else ''}"
+
 
 def _host_of(connection: str) -> str:
     for item in connection.split():
@@ -116,26 +112,3 @@ def _host_of(connection: str) -> str:
         if key == "host":
             return value
     return "(default host)"
-
-
-def _close(connection: psycopg2.extensions.connection) -> None:
-    try:
-        connection.close()
-    except (psycopg2.Error, OSError):
-        return
-
-
-def _is_connection_error(exc: BaseException) -> bool:
-    return isinstance(exc, psycopg2.OperationalError | psycopg2.InterfaceError | OSError)
-
-
-def _is_timeout(exc: BaseException) -> bool:
-    if isinstance(exc, psycopg2.Error) and exc.pgcode == _QUERY_CANCELED:
-        return True
-    return "timeout" in str(exc) or "timed out" in str(exc)
-
-
-def _describe(exc: BaseException) -> str:
-    """libpq's message (names host and user, never the password), first line only."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"

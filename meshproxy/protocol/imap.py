@@ -4,7 +4,8 @@
 only ``StartTLS``, ``LoginAttempt`` and ``Closed`` (see ``events.py``).  Input handling is a
 table: ``_READERS`` maps each ``ImapState`` to how the next input is consumed, and
 ``_COMMANDS`` maps each verb allowed before login to its handler (the (state, verb) table:
-commands are only read in ``ImapState.READY``).
+commands are only read in ``ImapState.READY``).  The session plumbing around them (buffers,
+the ``next_event`` loop, the state guards of the edge's calls) is ``core.PreauthCore``'s.
 
 A command arrives as segments and literals; ``_Command`` collects its tokens.  Once a segment
 is wrong the command is only skimmed to its end (non-synchronizing literals are read and
@@ -17,22 +18,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
-from meshproxy.credentials import Credentials, PlainCredentials
+from meshproxy.credentials import PlainCredentials
 from meshproxy.errors import MeshproxyError
 from meshproxy.protocol import grammar, replies, verbs
-from meshproxy.protocol.buffer import LineTooLongError, ReceiveBuffer
-from meshproxy.protocol.events import NEED_DATA, Closed, LoginAttempt, NextEvent, StartTLS
+from meshproxy.protocol.core import PreauthCore, Result
+from meshproxy.protocol.events import StartTLS
 from meshproxy.protocol.sasl import (
-    Challenge,
-    SaslExchange,
-    SaslStep,
     check_privacy,
     cram_challenge_factory,
     decode_initial_response,
     start_exchange,
 )
-
-Result = NextEvent | None
 
 
 @dataclass(frozen=True)
@@ -80,41 +76,28 @@ class _Command:
     literal: grammar.LiteralSpec | None = None
 
 
-class ImapPreauth:
+class ImapPreauth(PreauthCore[ImapState, ImapSettings]):
     """One IMAP session before login.  The constructor queues the greeting."""
 
+    _READY = ImapState.READY
+    _SASL = ImapState.SASL
+    _TLS_PENDING = ImapState.TLS_PENDING
+    _LOGIN_PENDING = ImapState.LOGIN_PENDING
+    _CLOSED = ImapState.CLOSED
+    _LINE_TOO_LONG = replies.IMAP_LINE_TOO_LONG
+    _TOO_MANY_ERRORS = replies.IMAP_TOO_MANY_ERRORS
+
     def __init__(self, settings: ImapSettings) -> None:
-        self._settings = settings
-        self._buffer = ReceiveBuffer()
-        self._output = bytearray()
-        self._state = ImapState.READY
-        self._secure = settings.secure
-        self._errors = 0
+        super().__init__(settings)
         self._command = _Command()
-        self._exchange: SaslExchange | None = None
-        self._pending_tag = ""
-        self._closed_reason = ""
         self._client_id: dict[str, str | None] = {}
         self._output += replies.imap_greeting(self.capabilities, settings.greeting)
 
-    # The API the edge uses.
-
-    @property
-    def state(self) -> ImapState:
-        return self._state
-
-    @property
-    def secure(self) -> bool:
-        return self._secure
+    # The API the edge uses (the rest is PreauthCore's).
 
     @property
     def client_id(self) -> dict[str, str | None]:
         return dict(self._client_id)
-
-    @property
-    def trailing_data(self) -> bytes:
-        """Bytes received behind the pending login command ("" when none is pending)."""
-        return bytes(self._buffer) if self._state is ImapState.LOGIN_PENDING else b""
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -130,66 +113,23 @@ class ImapPreauth:
             secure=self._secure,
         )
 
-    def receive_data(self, data: bytes) -> None:
-        if self._state is not ImapState.CLOSED:
-            self._buffer.feed(data)
+    # What PreauthCore asks of a core.
 
-    def data_to_send(self) -> bytes:
-        data = bytes(self._output)
-        self._output.clear()
-        return data
+    def _read(self) -> Result:
+        return _READERS[self._state](self)
 
-    def next_event(self) -> NextEvent:
-        while True:
-            result = _READERS[self._state](self)
-            if result is not None:
-                return result
+    @property
+    def _tag(self) -> str:
+        """The tag of the command being answered; it stays put while a login is pending."""
+        return self._command.tag
 
-    def tls_started(self) -> None:
-        """The handshake is done: drop buffered plaintext, switch to the TLS capabilities."""
-        if self._state is ImapState.CLOSED:
-            return
-        if self._state is not ImapState.TLS_PENDING:
-            raise RuntimeError("tls_started() without a StartTLS event")
-        self._buffer.clear()
-        self._secure = True
-        self._state = ImapState.READY
+    def _error_reply(self, error: MeshproxyError) -> bytes:
+        return replies.imap_error(self._tag, error)
 
-    def login_failed(self, error: MeshproxyError) -> None:
-        """Answer the pending login with ``error`` and read commands again."""
-        if self._state is ImapState.CLOSED:
-            return
-        if self._state is not ImapState.LOGIN_PENDING:
-            raise RuntimeError("login_failed() without a LoginAttempt event")
-        self._output += replies.imap_error(self._pending_tag, error)
-        self._state = ImapState.READY
-
-    def shutdown(self, text: str) -> None:
-        if self._state is not ImapState.CLOSED:
-            self._close(replies.REASON_SHUTDOWN, text)
+    def _farewell(self, text: str) -> bytes:
+        return replies.imap_bye(text)
 
     # Reading input, one step per call; None means "go on".
-
-    def _wait(self) -> Result:
-        return NEED_DATA
-
-    def _report_closed(self) -> Result:
-        return Closed(self._closed_reason)
-
-    def _stalled(self) -> Result:
-        """No complete input: Closed if the client is gone (or the line overflowed)."""
-        if self._state is not ImapState.CLOSED and self._buffer.eof:
-            self._close(replies.REASON_CLIENT_CLOSED)
-        if self._state is ImapState.CLOSED:
-            return Closed(self._closed_reason)
-        return NEED_DATA
-
-    def _take_line(self) -> bytes | None:
-        try:
-            return self._buffer.take_line(self._settings.max_line)
-        except LineTooLongError:
-            self._close(replies.REASON_LINE_TOO_LONG, replies.IMAP_LINE_TOO_LONG)
-            return None
 
     def _read_command(self) -> Result:
         line = self._take_line()
@@ -233,17 +173,6 @@ class ImapPreauth:
         self._state = ImapState.CONTINUATION
         return None
 
-    def _read_sasl_response(self) -> Result:
-        line = self._take_line()
-        if line is None:
-            return self._stalled()
-        assert self._exchange is not None
-        self._state = ImapState.READY
-        try:
-            return self._sasl_step(self._command.tag, self._exchange.respond(line))
-        except MeshproxyError as error:
-            return self._reject(self._command.tag, error)
-
     def _segment_done(self, literal: grammar.LiteralSpec | None) -> Result:
         """After a segment: finish the command, or get ready for its literal."""
         command = self._command
@@ -272,11 +201,11 @@ class ImapPreauth:
         command = self._command
         self._state = ImapState.READY
         if command.error is not None:
-            return self._reject(command.tag, command.error)
+            return self._reject(command.error)
         try:
             result = _COMMANDS[command.verb](self, command)
         except MeshproxyError as error:
-            return self._reject(command.tag, error)
+            return self._reject(error)
         self._errors = 0
         return result
 
@@ -288,40 +217,10 @@ class ImapPreauth:
         if verb not in _COMMANDS:
             raise grammar.violation(replies.UNKNOWN_COMMAND)
 
-    # Replies and state changes.
-
-    def _reject(self, tag: str, error: MeshproxyError) -> Result:
-        self._output += replies.imap_error(tag, error)
-        self._count_error()
-        return None
-
-    def _count_error(self) -> None:
-        self._errors += 1
-        if self._errors >= self._settings.max_errors:
-            self._close(replies.REASON_TOO_MANY_ERRORS, replies.IMAP_TOO_MANY_ERRORS)
-
-    def _close(self, reason: str, bye: str | None = None) -> None:
-        if bye is not None:
-            self._output += replies.imap_bye(bye)
-        self._state = ImapState.CLOSED
-        self._closed_reason = reason
+    # Replies.
 
     def _ok(self, tag: str, text: str) -> None:
         self._output += replies.imap_tagged(tag, "OK", text)
-
-    def _login_attempt(self, tag: str, credentials: Credentials) -> Result:
-        self._state = ImapState.LOGIN_PENDING
-        self._pending_tag = tag
-        self._exchange = None
-        return LoginAttempt(credentials, tag)
-
-    def _sasl_step(self, tag: str, step: SaslStep) -> Result:
-        if isinstance(step, Challenge):
-            self._output += replies.continuation(step.data)
-            self._state = ImapState.SASL
-            return None
-        self._errors = 0
-        return self._login_attempt(tag, step)
 
     # Command handlers: (self, command) -> Result; errors raise MeshproxyError.
 
@@ -359,7 +258,7 @@ class ImapPreauth:
 
     def _do_login(self, command: _Command) -> Result:
         user, password = grammar.parse_login(command.tokens)
-        return self._login_attempt(command.tag, PlainCredentials(user, password))
+        return self._login_attempt(PlainCredentials(user, password))
 
     def _do_authenticate(self, command: _Command) -> Result:
         mechanism, initial = grammar.parse_authenticate(command.tokens)
@@ -368,7 +267,7 @@ class ImapPreauth:
         decoded = None if initial is None else decode_initial_response(initial)
         step = exchange.begin(decoded)
         self._exchange = exchange
-        return self._sasl_step(command.tag, step)
+        return self._sasl_step(step)
 
 
 _READERS: Mapping[ImapState, Callable[[ImapPreauth], Result]] = {

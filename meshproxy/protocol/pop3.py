@@ -1,8 +1,9 @@
 """The sans-I/O POP3 pre-login core (RFC 1939 with APOP, 2449 CAPA, 5034 AUTH, 2595 STLS,
 6856 UTF8).
 
-Same shape as ``imap.ImapPreauth``: ``_READERS`` maps each ``Pop3State`` to how input is
-consumed and ``_COMMANDS`` maps each verb allowed in the AUTHORIZATION state to its handler.
+Same shape as ``imap.ImapPreauth``, on the same ``core.PreauthCore``: ``_READERS`` maps each
+``Pop3State`` to how input is consumed and ``_COMMANDS`` maps each verb allowed in the
+AUTHORIZATION state to its handler.
 """
 
 from __future__ import annotations
@@ -15,20 +16,16 @@ from enum import Enum
 from meshproxy.credentials import ApopCredentials, Credentials, PlainCredentials
 from meshproxy.errors import MeshproxyError
 from meshproxy.protocol import replies
-from meshproxy.protocol.buffer import LineTooLongError, ReceiveBuffer
-from meshproxy.protocol.events import NEED_DATA, Closed, LoginAttempt, NextEvent, StartTLS
+from meshproxy.protocol.core import PreauthCore, Result
+from meshproxy.protocol.events import StartTLS
 from meshproxy.protocol.grammar import decode, violation
 from meshproxy.protocol.sasl import (
-    Challenge,
-    SaslExchange,
-    SaslStep,
     check_privacy,
     cram_challenge_factory,
     decode_initial_response,
     start_exchange,
 )
 
-Result = NextEvent | None
 _VERB = re.compile(rb"[A-Za-z0-9]{1,16}")
 _HEX_DIGEST = re.compile(rb"[0-9a-fA-F]{32}")
 _TIMESTAMP = re.compile(rb"<[!-;=?-~]{1,250}>")
@@ -75,31 +72,25 @@ POST_LOGIN_VERBS = frozenset(["STAT", "LIST", "RETR", "DELE", "RSET", "TOP", "UI
 LOGIN_VERBS = frozenset({"USER", "PASS", "AUTH", "APOP"})
 
 
-class Pop3Preauth:
+class Pop3Preauth(PreauthCore[Pop3State, Pop3Settings]):
     """One POP3 session before login.  The constructor queues the greeting."""
 
+    _READY = Pop3State.READY
+    _SASL = Pop3State.SASL
+    _TLS_PENDING = Pop3State.TLS_PENDING
+    _LOGIN_PENDING = Pop3State.LOGIN_PENDING
+    _CLOSED = Pop3State.CLOSED
+    _LINE_TOO_LONG = replies.POP3_LINE_TOO_LONG
+    _TOO_MANY_ERRORS = replies.POP3_TOO_MANY_ERRORS
+
     def __init__(self, settings: Pop3Settings) -> None:
-        self._settings = settings
-        self._buffer = ReceiveBuffer()
+        super().__init__(settings)
         self._timestamp = _apop_timestamp(settings) if settings.apop else b""
-        self._output = bytearray(replies.pop3_greeting(settings.greeting, self._timestamp))
-        self._state = Pop3State.READY
-        self._secure = settings.secure
+        self._output += replies.pop3_greeting(settings.greeting, self._timestamp)
         self._utf8 = False
         self._user: str | None = None
-        self._errors = 0
-        self._exchange: SaslExchange | None = None
-        self._closed_reason = ""
 
-    # The API the edge uses.
-
-    @property
-    def state(self) -> Pop3State:
-        return self._state
-
-    @property
-    def secure(self) -> bool:
-        return self._secure
+    # The API the edge uses (the rest is PreauthCore's).
 
     @property
     def utf8(self) -> bool:
@@ -110,10 +101,6 @@ class Pop3Preauth:
     def apop_timestamp(self) -> bytes:
         """The timestamp the greeting carried (b"" without ``apop``)."""
         return self._timestamp
-
-    @property
-    def trailing_data(self) -> bytes:
-        return bytes(self._buffer) if self._state is Pop3State.LOGIN_PENDING else b""
 
     @property
     def capabilities(self) -> tuple[str, ...]:
@@ -127,64 +114,26 @@ class Pop3Preauth:
             secure=self._secure,
         )
 
-    def receive_data(self, data: bytes) -> None:
-        if self._state is not Pop3State.CLOSED:
-            self._buffer.feed(data)
-
-    def data_to_send(self) -> bytes:
-        data = bytes(self._output)
-        self._output.clear()
-        return data
-
-    def next_event(self) -> NextEvent:
-        while True:
-            result = _READERS[self._state](self)
-            if result is not None:
-                return result
-
     def tls_started(self) -> None:
-        if self._state is Pop3State.CLOSED:
-            return
-        if self._state is not Pop3State.TLS_PENDING:
-            raise RuntimeError("tls_started() without a StartTLS event")
-        self._buffer.clear()
-        self._secure = True
+        super().tls_started()
+        self._user = None  # a USER sent before STLS does not count after it
+
+    # What PreauthCore asks of a core.
+
+    def _read(self) -> Result:
+        return _READERS[self._state](self)
+
+    def _error_reply(self, error: MeshproxyError) -> bytes:
+        return replies.pop3_error(error)
+
+    def _farewell(self, text: str) -> bytes:
+        return replies.pop3_err(text)
+
+    def _login_attempt(self, credentials: Credentials) -> Result:
         self._user = None
-        self._state = Pop3State.READY
-
-    def login_failed(self, error: MeshproxyError) -> None:
-        if self._state is Pop3State.CLOSED:
-            return
-        if self._state is not Pop3State.LOGIN_PENDING:
-            raise RuntimeError("login_failed() without a LoginAttempt event")
-        self._output += replies.pop3_error(error)
-        self._state = Pop3State.READY
-
-    def shutdown(self, text: str) -> None:
-        if self._state is not Pop3State.CLOSED:
-            self._close(replies.REASON_SHUTDOWN, text)
+        return super()._login_attempt(credentials)
 
     # Reading input.
-
-    def _wait(self) -> Result:
-        return NEED_DATA
-
-    def _report_closed(self) -> Result:
-        return Closed(self._closed_reason)
-
-    def _take_line(self) -> bytes | None:
-        try:
-            return self._buffer.take_line(self._settings.max_line)
-        except LineTooLongError:
-            self._close(replies.REASON_LINE_TOO_LONG, replies.POP3_LINE_TOO_LONG)
-            return None
-
-    def _stalled(self) -> Result:
-        if self._state is not Pop3State.CLOSED and self._buffer.eof:
-            self._close(replies.REASON_CLIENT_CLOSED)
-        if self._state is Pop3State.CLOSED:
-            return Closed(self._closed_reason)
-        return NEED_DATA
 
     def _read_command(self) -> Result:
         line = self._take_line()
@@ -216,46 +165,6 @@ class Pop3Preauth:
         if name not in _COMMANDS:
             raise violation(replies.UNKNOWN_COMMAND)
         return name, arguments if space else None
-
-    def _read_sasl_response(self) -> Result:
-        line = self._take_line()
-        if line is None:
-            return self._stalled()
-        assert self._exchange is not None
-        self._state = Pop3State.READY
-        try:
-            return self._sasl_step(self._exchange.respond(line))
-        except MeshproxyError as error:
-            return self._reject(error)
-
-    # Replies and state changes.
-
-    def _reject(self, error: MeshproxyError) -> Result:
-        self._output += replies.pop3_error(error)
-        self._errors += 1
-        if self._errors >= self._settings.max_errors:
-            self._close(replies.REASON_TOO_MANY_ERRORS, replies.POP3_TOO_MANY_ERRORS)
-        return None
-
-    def _close(self, reason: str, text: str | None = None) -> None:
-        if text is not None:
-            self._output += replies.pop3_err(text)
-        self._state = Pop3State.CLOSED
-        self._closed_reason = reason
-
-    def _login_attempt(self, credentials: Credentials) -> Result:
-        self._state = Pop3State.LOGIN_PENDING
-        self._user = None
-        self._exchange = None
-        self._errors = 0
-        return LoginAttempt(credentials)
-
-    def _sasl_step(self, step: SaslStep) -> Result:
-        if isinstance(step, Challenge):
-            self._output += replies.continuation(step.data)
-            self._state = Pop3State.SASL
-            return None
-        return self._login_attempt(step)
 
     # Command handlers: (self, arguments) -> Result; errors raise MeshproxyError.
 
