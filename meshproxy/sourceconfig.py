@@ -11,6 +11,7 @@ Defaults are authlib's.  ``auth/authlibrc.py`` fills the same dataclasses from C
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,9 @@ class LdapConfig:
     bindpw: str = _opt("", "Password of binddn.", "LDAP_BINDPW")
     authbind: bool = _opt(False, "Check passwords by binding as the user.", "LDAP_AUTHBIND")
     tls: bool = _opt(False, "STARTTLS on ldap:// connections.", "LDAP_TLS")
+    tls_cacert: str = _opt(
+        "", "meshproxy only: CA file (PEM) verifying the server; empty: the system CA store."
+    )
     timeout: float = _opt(5.0, "Seconds for connects and searches.", "LDAP_TIMEOUT")
     deref: str = _opt("", "Alias dereferencing: never, searching, finding, always.", "LDAP_DEREF")
     protocol_version: int = _opt(0, "0 or 3 (ldap3 speaks LDAPv3 only).", "LDAP_PROTOCOL_VERSION")
@@ -196,6 +200,8 @@ def ldap_problems(config: LdapConfig, origin: str) -> Iterator[ConfigError]:
     if config.protocol_version not in (0, 3):
         yield config_error(config, origin, "protocol_version", "only LDAPv3 is supported")
     yield from _not_positive(config, origin, ("timeout", "pool_size"))
+    if config.tls_cacert and not os.access(config.tls_cacert, os.R_OK):
+        yield config_error(config, origin, "tls_cacert", f"cannot read {config.tls_cacert}")
 
 
 def _missing(config: SourceConfig, origin: str, names: tuple[str, ...]) -> Iterator[ConfigError]:

@@ -73,10 +73,14 @@ class Entry:
         return values[0].decode("utf-8", "surrogateescape")
 
 
+def search_value(config: LdapConfig, login: str) -> str:
+    """The value of the login attribute that ``login`` names (``LDAP_DOMAIN`` appended)."""
+    return login if "@" in login or not config.domain else f"{login}@{config.domain}"
+
+
 def search_filter(config: LdapConfig, login: str) -> str:
     """authldap's filter for ``login``; the login is escaped (RFC 4515), the rest is config."""
-    value = login if "@" in login or not config.domain else f"{login}@{config.domain}"
-    match = f"({config.mail}={escape_filter_chars(value)})"
+    match = f"({config.mail}={escape_filter_chars(search_value(config, login))})"
     return f"(&{config.filter}{match})" if config.filter else match
 
 
@@ -167,7 +171,16 @@ class LdapSource(SingleSource):
             if entries:
                 log.warning("ldap: %d entries match %s; refusing", len(entries), query)
             return None
-        return entries[0]
+        entry = entries[0]
+        return entry if self._names_exactly(entry, login) else None
+
+    def _names_exactly(self, entry: Entry, login: str) -> bool:
+        """The server's matching rule may ignore spaces or fold look-alike characters
+        (caseExactMatch does both): only an entry whose login attribute holds this value, up to
+        letter case (``mail`` is case-insensitive in the standard schema), is the account."""
+        wanted = search_value(self.config, login).casefold()
+        values = entry.attributes.get(self.config.mail.lower(), ())
+        return any(value.decode("utf-8", "replace").casefold() == wanted for value in values)
 
     def _search(self, connection: ldap3.Connection, query: str) -> list[Entry]:
         connection.search(
@@ -186,7 +199,7 @@ class LdapSource(SingleSource):
 
     def _attributes(self) -> list[str]:
         config = self.config
-        names = [config.homedir, config.maildir, config.clearpw, config.cryptpw]
+        names = [config.mail, config.homedir, config.maildir, config.clearpw, config.cryptpw]
         names += [config.uid, config.gid, *(attribute for attribute, _ in self.auxoptions)]
         return sorted({name for name in names if name})
 
@@ -263,8 +276,10 @@ class LdapSource(SingleSource):
     def _open_uri(self, uri: str, user: str, password: str) -> ldap3.Connection:
         timeout = self.config.timeout
         # ldap3 does not verify certificates unless told to; OpenLDAP (authldap's library)
-        # demands a valid certificate by default, so meshproxy does too.
-        verify = ldap3.Tls(validate=ssl.CERT_REQUIRED)
+        # demands a valid certificate by default, so meshproxy does too.  ``tls_cacert``
+        # replaces the system CA store (OpenLDAP's TLS_CACERT in ldap.conf, which authldap
+        # leaves to the library).
+        verify = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=self.config.tls_cacert or None)
         server = ldap3.Server(uri, connect_timeout=timeout, get_info=ldap3.NONE, tls=verify)
         connection = ldap3.Connection(
             server,
