@@ -8,6 +8,7 @@ EOF on a socket, a reply.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -196,6 +197,32 @@ def read_to_eof(sock: socket.socket) -> bytes:
         chunks.append(chunk)
 
 
+def tls_duplex(sock: ssl.SSLSocket, data: bytes) -> bytes:
+    """Send ``data`` and read until EOF on one TLS socket, from this one thread."""
+    sock.setblocking(False)
+    view, sent, chunks = memoryview(data), 0, []
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        want_write = sent < len(data)
+        readable, writable, _ = select.select([sock], [sock] if want_write else [], [], 1.0)
+        if sock.pending() or readable:
+            try:
+                chunk = sock.recv(1 << 20)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                chunk = None
+            except ssl.SSLEOFError:
+                chunk = b""
+            if chunk == b"":
+                assert sent == len(data), f"EOF after sending {sent} of {len(data)} bytes"
+                return b"".join(chunks)
+            if chunk:
+                chunks.append(chunk)
+        if writable and want_write:
+            with contextlib.suppress(ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                sent += sock.send(view[sent : sent + (1 << 16)])
+    raise AssertionError("TLS exchange did not finish in time")
+
+
 def read_exactly(sock: socket.socket, size: int) -> bytes:
     chunks, got = [], 0
     while got < size:
@@ -266,18 +293,23 @@ def bulk(child: RelayChild, server_side: Backend, up_size: int, down_size: int, 
     session = Session(child, server_side, **kw)
     tls = kw.get("tls") is not None
     up, down = payload(up_size, 1), payload(down_size, 2)
-    sender_up = Worker(lambda: send_all(session.client, up))
     if tls:
+        # One OpenSSL connection must not be used by two threads at once (it crashes), so the
+        # TLS client sends and receives from one thread.
+        client_side = Worker(lambda: tls_duplex(session.client, up))
         got_up = Worker(lambda: read_exactly(session.server, len(up)))
-    else:
-        got_up = Worker(lambda: read_to_eof(session.server))
-    got_down = Worker(lambda: read_to_eof(session.client))
-    send_all(session.server, down, shut=not tls)
-    sender_up.join_result()
-    assert digest(got_up.join_result()) == digest(up)
-    if tls:
+        send_all(session.server, down, shut=False)
+        assert digest(got_up.join_result()) == digest(up)
         session.server.shutdown(socket.SHUT_WR)
-    assert digest(got_down.join_result()) == digest(down)
+        assert digest(client_side.join_result()) == digest(down)
+    else:
+        sender_up = Worker(lambda: send_all(session.client, up))
+        got_up = Worker(lambda: read_to_eof(session.server))
+        got_down = Worker(lambda: read_to_eof(session.client))
+        send_all(session.server, down)
+        sender_up.join_result()
+        assert digest(got_up.join_result()) == digest(up)
+        assert digest(got_down.join_result()) == digest(down)
     session.close()
     done = child.wait("done", client_port=session.port)
     assert (done["a_to_b"], done["b_to_a"]) == (len(up), len(down))
