@@ -59,6 +59,22 @@ class Options:
         return Options(",".join([self.raw, *extra]) if self.raw else ",".join(extra))
 
 
+def _mailhost_items(raw: str) -> list[str]:
+    """The first ``mailhost=`` entry's value and the ``=``-less items that follow it."""
+    items = raw.split(",")
+    for index, item in enumerate(items):
+        name, _, value = item.partition("=")
+        if name != "mailhost":
+            continue
+        hosts = [value]
+        for extra in items[index + 1 :]:
+            if "=" in extra:
+                break
+            hosts.append(extra)
+        return hosts
+    return []
+
+
 def _atoi(text: str) -> int:
     digits = ""
     for index, char in enumerate(text.lstrip()):
@@ -129,15 +145,15 @@ class Account:
 
     @property
     def mailhosts(self) -> tuple[str, ...]:
-        """The hosts named by the ``mailhost`` option, in order.
+        """The hosts named by the ``mailhost`` option, in the order to try them.
 
-        Courier stops an option value at the first comma, so a list cannot be written with
-        commas inside ``options``; meshproxy accepts hosts separated by spaces or ``|``.
+        ``mailhost=a,b`` lists two hosts: Courier's option parser stops a value at the first
+        comma, so the items that follow the ``mailhost`` entry without an ``=`` of their own
+        continue its list (a Courier option is always written ``name=value``).  Spaces and
+        ``|`` separate hosts too.
         """
-        value = self.options.get("mailhost")
-        if not value:
-            return ()
-        return tuple(part for part in value.replace("|", " ").split() if part)
+        hosts = _mailhost_items(self.options.raw)
+        return tuple(part for host in hosts for part in host.replace("|", " ").split() if part)
 
     def disabled_for(self, service: str, *, secure: bool) -> bool:
         """Courier's ``disable<service>`` and ``disableinsecure<service>`` options."""

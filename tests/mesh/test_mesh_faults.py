@@ -33,6 +33,7 @@ def fault_mesh(mesh_factory: MeshFactory) -> Iterator[Mesh]:
     folder = mesh_factory.folder("faults")
     accounts = {f"f{n}": mesh_account(f"f{n}", f"mx{n}") for n in (2, 3, 4)}
     accounts["k3"] = mesh_account("k3", "mx3")
+    accounts["l3"] = mesh_account("l3", "mx3", mailhost="mx4,mx3")
     materialise(accounts.values(), folder)
     source = userdb_source(folder / "userdb", accounts.values())
     source["failure_delay"] = FAILURE_DELAY
@@ -113,6 +114,25 @@ def test_peer_down_between_sessions(fault_mesh: Mesh) -> None:
             down.start()
     with imap_login(front, victim) as client:
         assert client.select("INBOX")[0] == "OK"
+
+
+def test_a_mailhost_list_is_tried_in_order(fault_mesh: Mesh) -> None:
+    """``mailhost=mx4,mx3``: with mx4 down the front node goes on to mx3 at once."""
+    mesh = fault_mesh
+    down, front = mesh["mx4"], mesh["mx2"]
+    account = mesh.account("l3")
+    since = front.log_size()
+    down.kill()
+    try:
+        started = time.monotonic()
+        with imap_login(front, account) as client:
+            assert client.select("INBOX")[0] == "OK"
+        assert time.monotonic() - started < PROMPT
+        front.wait_for_log(r"routing failure: mx4 at 127\.0\.0\.4:\d+", since=since)
+        front.wait_for_log(r"decision=peer:mx3", since=since)
+    finally:
+        if not down.alive():
+            down.start()
 
 
 # --- hand-made mesh logins (the session userdb mesh: small failure delay) ---------------------
