@@ -131,6 +131,11 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    listen: str = _opt("", "host:port of the HTTP /health and /metrics endpoint; empty: off.")
+
+
+@dataclass(frozen=True)
 class Config:
     node: NodeConfig = field(default_factory=NodeConfig, metadata={"help": "This node."})
     imap: ImapConfig = field(default_factory=ImapConfig, metadata={"help": "IMAP."})
@@ -143,6 +148,9 @@ class Config:
     mesh: MeshConfig = field(default_factory=MeshConfig, metadata={"help": "The mesh."})
     foreign: ForeignConfig = field(
         default_factory=ForeignConfig, metadata={"help": "Foreign servers."}
+    )
+    health: HealthConfig = field(
+        default_factory=HealthConfig, metadata={"help": "Health and metrics endpoint."}
     )
 
 
@@ -274,6 +282,12 @@ def validate(config: Config) -> None:
         _check_text(getattr(config.courier, key), f"courier.{key}")
     _check_limits(config.limits)
     _check_mesh(config)
+    _check_health(config.health, seen)
+
+
+def _check_health(health: HealthConfig, seen: dict[tuple[str, int], str]) -> None:
+    if health.listen:
+        _check_unique(parse_address(health.listen, "health.listen"), "health.listen", seen)
 
 
 def _check_unique(address: tuple[str, int], key: str, seen: dict[tuple[str, int], str]) -> None:

@@ -72,6 +72,16 @@ class MeshConfig:
         default_factory=dict,
         metadata={"help": 'Peer name -> "host", "host:port" or { host, imap, pop3 }.'},
     )
+    consul: str = _opt("", "URL of the local Consul agent; empty: the embedded directory.")
+    token: str = _opt("", "Consul ACL token, sent on every call (agent/self included).")
+    service: str = _opt("meshproxy", "Prefix of the Consul service names (<service>-imap...).")
+    datacenter: str = _opt("", "Consul datacenter of the catalog reads; empty: the agent's.")
+    check_ttl: float = _opt(15.0, "Seconds of the TTL check the daemon passes (every TTL/3).")
+    check_interval: float = _opt(10.0, "Seconds between Consul's TCP checks; 0: no TCP check.")
+    deregister_after: float = _opt(600.0, "Seconds critical before Consul removes a service.")
+    consul_wait: float = _opt(60.0, "Seconds a blocking catalog query waits for a change.")
+    consul_timeout: float = _opt(5.0, "Seconds for a non-blocking Consul call.")
+    drain_timeout: float = _opt(0.0, "Seconds SIGTERM lets sessions finish; 0: end them at once.")
 
 
 @dataclass(frozen=True)
@@ -99,6 +109,7 @@ def mesh_problems(
             yield ConfigError(f"mesh.{name}", "must be positive")
     if mesh.peers and not mesh.key_file:
         yield ConfigError("mesh.key_file", "must be set when mesh.peers lists peers")
+    yield from _consul_problems(mesh)
     served = tuple(service for service in SERVICES if own_ports.get(service))
     wanted = tuple(proxied)
     seen: dict[str, str] = {}
@@ -107,6 +118,36 @@ def mesh_problems(
         if name.lower() in seen:
             yield ConfigError(f"mesh.peers.{name}", f"same name as {seen[name.lower()]}")
         seen[name.lower()] = name
+
+
+CONSUL_SCHEMES = ("http", "https")
+MIN_DEREGISTER = 60.0
+"""Consul's floor for DeregisterCriticalServiceAfter."""
+
+
+def _consul_problems(mesh: MeshConfig) -> Iterator[ConfigError]:
+    if mesh.drain_timeout < 0:
+        yield ConfigError("mesh.drain_timeout", "must not be negative")
+    if not mesh.consul:
+        return
+    scheme, sep, rest = mesh.consul.partition("://")
+    if not sep or scheme not in CONSUL_SCHEMES or not rest.strip("/"):
+        yield ConfigError("mesh.consul", "must be a URL such as http://127.0.0.1:8500")
+    if mesh.peers:
+        yield ConfigError("mesh.peers", "must be empty with mesh.consul (peers come from Consul)")
+    if not mesh.key_file:
+        yield ConfigError("mesh.key_file", "must be set with mesh.consul")
+    if not mesh.service or not all(c.isalnum() or c == "-" for c in mesh.service):
+        yield ConfigError("mesh.service", "letters, digits and '-' only")
+    if any(c.isspace() or c in "/?&#" for c in mesh.datacenter):
+        yield ConfigError("mesh.datacenter", "not a datacenter name")
+    for name in ("check_ttl", "consul_wait", "consul_timeout"):
+        if getattr(mesh, name) <= 0:
+            yield ConfigError(f"mesh.{name}", "must be positive")
+    if mesh.check_interval < 0 or 0 < mesh.check_interval < 1:
+        yield ConfigError("mesh.check_interval", "must be 0 (no TCP check) or at least 1")
+    if mesh.deregister_after < MIN_DEREGISTER:
+        yield ConfigError("mesh.deregister_after", f"must be at least {MIN_DEREGISTER:g} (Consul)")
 
 
 def _peer_problems(

@@ -18,6 +18,7 @@ import signal
 import socket
 from collections import Counter
 from time import monotonic
+from typing import TYPE_CHECKING
 
 import gevent
 from gevent.event import Event
@@ -27,13 +28,18 @@ from meshproxy import __version__, courier, log, mesh
 from meshproxy.auth import BackendUnavailable, open_source
 from meshproxy.config import Config, parse_address
 from meshproxy.errors import MeshproxyError
-from meshproxy.io import tls
+from meshproxy.io import health, tls
 from meshproxy.io.connection import Session
 from meshproxy.io.local import Launcher
 from meshproxy.io.state import Listener, Shared, listeners
 from meshproxy.io.wire import Dialer
 from meshproxy.mesh import assertion
 from meshproxy.protocol import replies
+
+if TYPE_CHECKING:
+    from gevent.pywsgi import WSGIServer
+
+    from meshproxy.io.consul import ConsulRunner
 
 _log = log.get("server")
 TURN_AWAY_TIMEOUT = 5.0
@@ -84,6 +90,7 @@ class Daemon:
         self.gate = _Gate(limits.max_connections, limits.max_per_ip)
         self.servers = [self._server(spec) for spec in specs]
         self.specs = specs
+        self.draining = False
 
     def _server(self, spec: Listener) -> StreamServer:
         host, port = parse_address(spec.address, spec.service)
@@ -136,10 +143,21 @@ class Daemon:
         for server in self.servers:
             server.start()
 
-    def stop(self) -> None:
-        """Stop accepting, interrupt sessions, wait for them (bounded)."""
-        for server in self.servers:
-            server.close()
+    def close(self) -> None:
+        """Stop accepting (the first step of SIGTERM)."""
+        if not self.draining:
+            self.draining = True
+            for server in self.servers:
+                server.close()
+
+    def stop(self, drain: float = 0.0) -> None:
+        """Stop accepting, let sessions finish for up to ``drain`` seconds, interrupt the
+        rest, wait for them (bounded)."""
+        self.close()
+        if drain > 0 and self.shared.sessions:
+            _log.info("draining %d sessions for up to %g s", len(self.shared.sessions), drain)
+            if self.gate.empty.wait(drain):
+                _log.info("drained: every session ended")
         sessions = list(self.shared.sessions)
         for session in sessions:
             session.interrupt()
@@ -155,7 +173,7 @@ def serve(config: Config, config_path: str) -> int:
     """Run the daemon until SIGTERM/SIGINT; the process exit status."""
     log.setup(config.log.level)
     try:
-        shared, specs = _build(config)
+        shared, specs, consul = _build(config)
     except (MeshproxyError, BackendUnavailable, OSError, ImportError) as exc:
         _log.error("cannot start: %s", exc)
         return 1
@@ -165,9 +183,17 @@ def serve(config: Config, config_path: str) -> int:
         _log.error("cannot listen: %s", exc)
         _release(shared)
         return 1
+    try:
+        endpoint = _health(shared, consul, daemon)
+    except OSError as exc:
+        _log.error("cannot listen on health.listen: %s", exc)
+        _release(shared)
+        return 1
     stop = Event()
     handlers = [gevent.signal_handler(sig, stop.set) for sig in (signal.SIGTERM, signal.SIGINT)]
     daemon.start()
+    if consul is not None:
+        consul.start(shared, specs)
     _log.info(
         "meshproxy %s node %s config %s listening on %s",
         __version__,
@@ -178,11 +204,35 @@ def serve(config: Config, config_path: str) -> int:
     _log_mesh(shared)
     stop.wait()
     _log.info("signal received: shutting down")
-    daemon.stop()
+    daemon.close()
+    if consul is not None:
+        consul.drain()
+    daemon.stop(config.mesh.drain_timeout)
+    if consul is not None:
+        consul.stop()
+    if endpoint is not None:
+        endpoint.stop(timeout=1.0)
     for handler in handlers:
         handler.cancel()
     _release(shared)
     return 0
+
+
+def _health(shared: Shared, consul: ConsulRunner | None, daemon: Daemon) -> WSGIServer | None:
+    """The ``[health]`` endpoint, when configured."""
+    if not shared.config.health.listen:
+        return None
+    snapshot = consul.snapshot if consul is not None else (lambda: None)
+    return health.start(shared, snapshot, lambda: daemon.draining)
+
+
+def _consul(config: Config, directory: mesh.Directory) -> ConsulRunner | None:
+    """With ``[mesh] consul``: the runner, primed (identity and catalog, bounded)."""
+    if not config.mesh.consul:
+        return None
+    from meshproxy.io import consul  # noqa: PLC0415 -- py-consul only when configured
+
+    return consul.open_runner(directory)
 
 
 def _release(shared: Shared) -> None:
@@ -202,11 +252,12 @@ def _make_drivers_cooperative(config: Config) -> None:
     set_wait_callback(make_wait_callback(config.auth.pgsql.query_timeout))
 
 
-def _build(config: Config) -> tuple[Shared, list[Listener]]:
+def _build(config: Config) -> tuple[Shared, list[Listener], ConsulRunner | None]:
     _make_drivers_cooperative(config)
     settings = courier.load(config)
     context = tls.server_context(config.tls)
     directory = mesh.open_directory(config)
+    consul = _consul(config, directory)
     identity = directory.whoami()
     key = assertion.load_key(config.mesh.key_file) if config.mesh.key_file else None
     shared = Shared(
@@ -221,7 +272,7 @@ def _build(config: Config) -> tuple[Shared, list[Listener]]:
         mesh_key=key,
         replay=assertion.ReplayCache(config.mesh.clock_skew) if key is not None else None,
     )
-    return shared, list(listeners(config, settings, identity, tls=context is not None))
+    return shared, list(listeners(config, settings, identity, tls=context is not None)), consul
 
 
 def _dialer(

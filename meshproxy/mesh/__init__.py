@@ -30,5 +30,10 @@ __all__ = [
 
 
 def open_directory(config: Config) -> Directory:
-    """The embedded directory (Consul comes in a later version)."""
+    """Consul's when ``[mesh] consul`` is set (py-consul is imported only then), else the
+    embedded directory."""
+    if config.mesh.consul:
+        from meshproxy.mesh.consul import ConsulDirectory  # noqa: PLC0415 -- only when used
+
+        return ConsulDirectory(config)
     return StaticDirectory(config)
