@@ -6,6 +6,7 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -104,6 +105,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     agent: Agent
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that resets its keep-alive connection (a node exiting) is normal here."""
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
