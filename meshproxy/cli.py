@@ -28,7 +28,7 @@ from meshproxy.account import Account
 from meshproxy.auth import checks, open_source
 from meshproxy.config import Config
 from meshproxy.errors import ConfigError
-from meshproxy.mesh.base import Unreachable
+from meshproxy.mesh.base import Identity, Unreachable
 from meshproxy.mesh.key import load_key
 
 DEFAULT_CONFIG = "/etc/meshproxy/meshproxy.toml"
@@ -271,11 +271,7 @@ def lookup(config: Config, login: str) -> Account | None:
 
 def describe_route(config: Config, account: Account) -> Iterator[str]:
     """The lines ``route`` prints for a found account (never a secret)."""
-    directory = mesh.open_directory(config)
-    try:
-        me = directory.whoami()
-    finally:
-        directory.close()
+    me, note = this_node(config)
     maildir = account.maildir or f"{config.courier.maildir} (default)"
     yield "account: found"
     yield f"source: {describe_source(config, account)}"
@@ -288,10 +284,38 @@ def describe_route(config: Config, account: Account) -> Iterator[str]:
     yield f"options: {account.options.raw}"
     yield f"mailhost: {' '.join(account.mailhosts) or '(none)'}"
     yield f"this node: {' '.join(sorted(me.names)) or '(no name)'}"
+    if note:
+        yield note
     for service in ("imap", "pop3"):
         proxy = bool(getattr(config, service).proxy)
         decision = route.decide(account, proxy=proxy, me=me)
         yield f"{service}: {describe_decision(decision)}"
+
+
+def this_node(config: Config) -> tuple[Identity, str]:
+    """Who this node is, as ``serve`` would see it (with Consul: the agent's node name too),
+    and a note when part of it could not be learnt."""
+    directory = mesh.open_directory(config)
+    try:
+        note = _ask_consul(directory) if config.mesh.consul else ""
+        return directory.whoami(), note
+    finally:
+        directory.close()
+
+
+def _ask_consul(directory: mesh.Directory) -> str:
+    from meshproxy.mesh.consul import ConsulDirectory, ConsulUnavailable  # noqa: PLC0415
+
+    if not isinstance(directory, ConsulDirectory):
+        return ""
+    client = directory.client()
+    try:
+        directory.set_agent(client.agent_self())
+    except ConsulUnavailable as exc:
+        return f"consul: unreachable ({exc}); the agent's node name is not known"
+    finally:
+        client.close()
+    return ""
 
 
 def describe_source(config: Config, account: Account) -> str:
