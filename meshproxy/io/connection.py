@@ -354,6 +354,8 @@ class Session:
             names=("client", label),
             on_done=lambda result: self._relayed(pair, result),
         )
+        self.core = None  # the pre-login core's buffers are not needed while relaying
+        self.greenlet = None
 
     def _relayed(self, pair: socket.socket, result: RelayResult) -> None:
         with contextlib.suppress(OSError):
