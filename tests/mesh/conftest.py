@@ -1,11 +1,17 @@
 """Fixtures of the mesh tests: meshes of ``meshproxy serve`` processes, Dovecot, PostgreSQL.
 
+* ``directory``: parametrised over how the nodes find each other, ``static`` (the embedded
+  directory, ``[mesh.peers]``) and ``consul`` (``[mesh] consul``: each node its own agent of
+  an in-process fake Consul, see ``consul_nodes.py``).  Every fixture below that builds a
+  mesh, and every module fixture that asks for ``directory``, runs in both; the test ids
+  carry the mode (``test_x[userdb-static]``, ``test_y[consul]``).
 * ``mesh``: parametrised over the account source, ``userdb`` and ``pgsql``: three nodes
-  mx2/mx3/mx4 on 127.0.0.2/3/4 (same ports), started once per session, with accounts
-  ``a2``, ``a3``, ``a4`` homed on each node (userdb also ``cram3``, CRAM-MD5 from
+  mx2/mx3/mx4 on 127.0.0.2/3/4 (same ports), started once per session and directory, with
+  accounts ``a2``, ``a3``, ``a4`` homed on each node (userdb also ``cram3``, CRAM-MD5 from
   ``hmac-md5pw`` only, and ``mbsync4``).  ``userdb_mesh`` / ``pgsql_mesh`` name one of them.
-* ``mesh_factory``: builds and starts further meshes (a test module's own configuration);
-  ``mesh_factory.stop(mesh)`` or the end of the session stops them.
+* ``mesh_factory``: builds and starts further meshes (a test module's own configuration),
+  ``directory="static"`` unless told; ``mesh_factory.stop(mesh)`` or the end of the session
+  stops them.  A Consul mesh is started once every node sees every node passing.
 * ``mesh_tls``: a trustme CA and one certificate for every node name and address.
 * ``dovecot_root``: Dovecot unpacked from Debian's packages (cached, see ``dovecot.py``).
 
@@ -29,6 +35,7 @@ from integration import services
 from integration.accounts import hash_password
 
 from . import dovecot as dovecot_module
+from .consul_nodes import build_consul_mesh
 from .nodes import (
     DOMAIN,
     FOREIGN_IP,
@@ -106,9 +113,13 @@ class MeshFactory:
         folder: Path,
         accounts: Mapping[str, MeshAccount],
         source: Mapping[str, Any],
+        *,
+        directory: str = "static",
         **kwargs: Any,
     ) -> Mesh:
-        mesh = build_mesh(folder, accounts, source, self.tls.section(), self.tls.ca, **kwargs)
+        """A started mesh; ``kwargs`` as ``build_mesh``'s (with ``consul``: a ``cluster``)."""
+        build = {"static": build_mesh, "consul": build_consul_mesh}[directory]
+        mesh = build(folder, accounts, source, self.tls.section(), self.tls.ca, **kwargs)
         self.running.append(mesh)
         mesh.start()
         return mesh
@@ -138,18 +149,27 @@ def standard_accounts(*, userdb: bool) -> dict[str, MeshAccount]:
     return table
 
 
+DIRECTORIES = ("static", "consul")
+
+
+@pytest.fixture(scope="session", params=DIRECTORIES)
+def directory(request: pytest.FixtureRequest) -> str:
+    """How the nodes find each other: ``static`` ([mesh.peers]) or ``consul``."""
+    return str(request.param)
+
+
 @pytest.fixture(scope="session")
-def userdb_mesh(mesh_factory: MeshFactory) -> Mesh:
-    folder = mesh_factory.folder("userdb")
+def userdb_mesh(mesh_factory: MeshFactory, directory: str) -> Mesh:
+    folder = mesh_factory.folder(f"userdb-{directory}")
     accounts = standard_accounts(userdb=True)
     materialise(accounts.values(), folder)
     source = userdb_source(folder / "userdb", accounts.values())
-    return mesh_factory.start(folder, accounts, source)
+    return mesh_factory.start(folder, accounts, source, directory=directory)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
 
-_TABLE = """CREATE TABLE accounts (
+_TABLE = """CREATE TABLE {table} (
     id VARCHAR(200) NOT NULL PRIMARY KEY, crypt VARCHAR(255), clear VARCHAR(255),
     uid INTEGER, gid INTEGER, home VARCHAR(255), maildir VARCHAR(255),
     mailhost VARCHAR(255), options VARCHAR(255), active INTEGER NOT NULL)"""
@@ -166,7 +186,10 @@ def postgres() -> Iterator[services.Postgres]:
         server.destroy()
 
 
-def load_accounts(server: services.Postgres, accounts: Mapping[str, MeshAccount]) -> None:
+def load_accounts(
+    server: services.Postgres, accounts: Mapping[str, MeshAccount], table: str
+) -> None:
+    """``table`` (one per mesh: the meshes of both directories run side by side)."""
     rows = [
         (
             account.login,
@@ -183,20 +206,20 @@ def load_accounts(server: services.Postgres, accounts: Mapping[str, MeshAccount]
         for account in accounts.values()
     ]
     with closing(server.admin(services.DB_NAME)) as connection, connection.cursor() as cursor:
-        cursor.execute("DROP TABLE IF EXISTS accounts")
-        cursor.execute(_TABLE)
+        cursor.execute(f"DROP TABLE IF EXISTS {table}")
+        cursor.execute(_TABLE.format(table=table))
         cursor.executemany(
-            "INSERT INTO accounts VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows
+            f"INSERT INTO {table} VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows
         )
-        cursor.execute(f"GRANT SELECT ON accounts TO {services.DB_USER}")
+        cursor.execute(f"GRANT SELECT ON {table} TO {services.DB_USER}")
 
 
-def pgsql_source(server: services.Postgres) -> dict[str, Any]:
+def pgsql_source(server: services.Postgres, table: str) -> dict[str, Any]:
     return {
         "source": "pgsql",
         "pgsql": {
             "connection": server.connection_string(),
-            "user_table": "accounts",
+            "user_table": table,
             "crypt_pwfield": "crypt",
             "clear_pwfield": "clear",
             "maildir_field": "maildir",
@@ -209,17 +232,20 @@ def pgsql_source(server: services.Postgres) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def pgsql_mesh(mesh_factory: MeshFactory, postgres: services.Postgres) -> Mesh:
-    folder = mesh_factory.folder("pgsql")
+def pgsql_mesh(mesh_factory: MeshFactory, postgres: services.Postgres, directory: str) -> Mesh:
+    folder = mesh_factory.folder(f"pgsql-{directory}")
     accounts = standard_accounts(userdb=False)
     materialise(accounts.values(), folder)
-    load_accounts(postgres, accounts)
-    return mesh_factory.start(folder, accounts, pgsql_source(postgres))
+    table = f"accounts_{directory}"
+    load_accounts(postgres, accounts, table)
+    source = pgsql_source(postgres, table)
+    return mesh_factory.start(folder, accounts, source, directory=directory)
 
 
 @pytest.fixture(scope="session", params=["userdb", "pgsql"])
-def mesh(request: pytest.FixtureRequest) -> Mesh:
-    """The session mesh of each account source in turn."""
+def mesh(request: pytest.FixtureRequest, directory: str) -> Mesh:
+    """The session mesh of each account source in turn, in each directory mode (``directory``
+    is named here so that pytest parametrises over it: the lookup below is dynamic)."""
     return request.getfixturevalue(f"{request.param}_mesh")  # type: ignore[no-any-return]
 
 

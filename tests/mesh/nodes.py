@@ -4,6 +4,9 @@ A mesh is a few ``meshproxy serve`` processes on one machine, one per loopback a
 (127.0.0.2, 127.0.0.3, 127.0.0.4), all on the same ports.  Each node learns its name (mx2,
 mx3, mx4) from the ``PROXY_HOSTNAME`` environment variable, as a real node would learn it
 from its host; the config files differ only in their listen addresses (see ``node_config``).
+The nodes find each other through a directory: ``Mesh`` is the embedded one (a static
+``[mesh.peers]`` table), ``consul_nodes.ConsulMesh`` the Consul one; ``build_mesh`` builds
+either.
 
 Accounts are Courier accounts homed on one node each (``mailhost=mxN``): a system user
 ``mpm_<key>`` and a Maildir under that node's own directory (``<mesh>/<node>/home/<key>``),
@@ -20,16 +23,20 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import imaplib
+import json
 import os
 import poplib
 import re
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +53,8 @@ DOMAIN = "mesh.test"
 START_TIMEOUT = 20.0
 TIMEOUT = 15.0
 MECHANISMS = ["PLAIN", "LOGIN", "CRAM-MD5"]
+_FOREIGN_ENV = ("PROXY_HOSTNAME", "CONSUL_HTTP_TOKEN")
+"""Environment variables a node must not inherit from the test run."""
 
 SUMMARY = re.compile(
     r"session (?P<session>\S+) end client=(?P<client>\S+) listener=(?P<listener>\S+) "
@@ -108,27 +117,44 @@ def common_free_port(addresses: Iterable[str]) -> int:
 
 
 class Node(Daemon):
-    """One mesh node: a ``meshproxy serve`` on its own address, named by PROXY_HOSTNAME."""
+    """One mesh node: a ``meshproxy serve`` on its own address.
+
+    It starts with ``PROXY_HOSTNAME`` = ``proxy_hostname`` (default: its name), as a real node
+    learns its name from its host; ``CONSUL_HTTP_TOKEN`` is kept out of its environment (the
+    token must come from the config).  With ``[health] listen`` configured, ``health()`` and
+    ``get()`` read the endpoint.
+    """
 
     def __init__(
-        self, name: str, address: str, config: dict[str, Any], workdir: Path, ca_file: Path
+        self,
+        name: str,
+        address: str,
+        config: dict[str, Any],
+        workdir: Path,
+        ca_file: Path,
+        *,
+        proxy_hostname: str = "",
     ) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         super().__init__(config, workdir, ca_file)
         self.name = name
         self.host = address
+        self.proxy_hostname = proxy_hostname or name
+        health = config.get("health", {}).get("listen", "")
+        self.health_port = int(health.rpartition(":")[2]) if health else None
 
     def start(self) -> None:
         assert not self.alive(), f"{self.name} is already running"
         self.config_path.write_text(to_toml(self.config))
-        env = {k: v for k, v in os.environ.items() if k != "PROXY_HOSTNAME"}
-        env.update(PYTHONUNBUFFERED="1", PROXY_HOSTNAME=self.name)
+        env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+        env.update(PYTHONUNBUFFERED="1", PROXY_HOSTNAME=self.proxy_hostname)
+        command = [sys.executable, "-m", "meshproxy", "serve", "-c", str(self.config_path)]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "meshproxy", "serve", "-c", str(self.config_path)],
+                command,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
-                stderr=log,
+                stderr=subprocess.STDOUT,
                 cwd=self.workdir,
                 env=env,
             )
@@ -139,10 +165,12 @@ class Node(Daemon):
             raise
 
     def _wait_ready(self) -> None:
+        """Every listener greets (the implicit-TLS ones over TLS), probed from PROBE_IP."""
         deadline = time.monotonic() + START_TIMEOUT
-        for address, _tls in self.listeners():
+        for address, tls in self.listeners():
             host, _, port = address.rpartition(":")
-            while True:
+            context = self.client_context() if tls else None
+            while not self._greets(host, int(port), context):
                 if not self.alive():
                     raise AssertionError(
                         f"{self.name} exited with {self.proc and self.proc.returncode}; "
@@ -150,12 +178,20 @@ class Node(Daemon):
                     )
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{self.name} not ready on {address}:\n{self.log()}")
-                try:
-                    with LineClient(host, int(port), timeout=2, source=PROBE_IP) as client:
-                        if client.readline().startswith((b"* OK", b"+OK")):
-                            break
-                except (OSError, TimeoutError, EOFError):
-                    time.sleep(0.05)
+                time.sleep(0.05)
+
+    @staticmethod
+    def _greets(host: str, port: int, context: ssl.SSLContext | None) -> bool:
+        try:
+            with LineClient(host, port, tls=context, timeout=2, source=PROBE_IP) as client:
+                return client.readline().startswith((b"* OK", b"+OK"))
+        except (OSError, TimeoutError, EOFError):
+            return False
+
+    def terminate(self) -> None:
+        """SIGTERM without waiting (the drain tests watch what happens meanwhile)."""
+        assert self.proc is not None
+        self.proc.terminate()
 
     def kill(self) -> list[int]:
         """SIGKILL the daemon and every child it started (the host dies); their pids."""
@@ -192,18 +228,88 @@ class Node(Daemon):
 
     # -- clients ---------------------------------------------------------------------------
 
-    def port(self, proto: str) -> int:
-        port = self.imap_port if proto == "imap" else self.pop3_port
-        assert port is not None
+    def port(self, kind: str) -> int:
+        """The port of the first listener of ``kind`` (imap, pop3, imaps, pop3s)."""
+        port = {
+            "imap": self.imap_port,
+            "pop3": self.pop3_port,
+            "imaps": self.imaps_port,
+            "pop3s": self.pop3s_port,
+        }[kind]
+        assert port is not None, f"{self.name} has no {kind} listener"
         return port
 
     def line(self, proto: str = "imap", timeout: float = TIMEOUT) -> LineClient:
         """A raw client bound to CLIENT_IP."""
         return LineClient(self.host, self.port(proto), timeout=timeout, source=CLIENT_IP)
 
+    # -- the health endpoint ([health] listen) ---------------------------------------------
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        assert self.health_port is not None, f"{self.name} has no [health] listen"
+        url = f"http://{self.host}:{self.health_port}{path}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return int(reply.status), bytes(reply.read())
+        except urllib.error.HTTPError as exc:
+            return int(exc.code), bytes(exc.read())
+
+    def health(self) -> dict[str, Any]:
+        _, body = self.get("/health")
+        return dict(json.loads(body))
+
+    def wait_health(
+        self,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = TIMEOUT,
+        what: str = "",
+    ) -> dict[str, Any]:
+        """The first /health body ``predicate`` accepts (bounded)."""
+        deadline = time.monotonic() + timeout
+        body: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            try:
+                body = self.health()
+            except OSError:
+                body = {}
+            if body and predicate(body):
+                return body
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{self.name}: /health never showed {what or predicate}: {body}\n{self.log()}"
+        )
+
+
+def login_reply(node: Node, login: str, password: str, proto: str = "imap") -> tuple[bytes, float]:
+    """(the reply to a LOGIN / USER+PASS through ``node``, seconds it took)."""
+    with node.line(proto) as client:
+        client.readline()
+        started = time.monotonic()
+        if proto == "imap":
+            client.send(f'l1 LOGIN "{login}" "{password}"\r\n'.encode())
+            reply = client.tagged("l1", timeout=15)[-1]
+        else:
+            client.send(f"USER {login}\r\n".encode())
+            assert client.readline().startswith(b"+OK")
+            client.send(f"PASS {password}\r\n".encode())
+            reply = client.readline(timeout=15)
+        return reply, time.monotonic() - started
+
+
+# --- meshes ---------------------------------------------------------------------------------
+
 
 class Mesh:
-    """Nodes sharing one account source and one mesh key."""
+    """Nodes sharing one account source and one mesh key; this class is the embedded
+    directory (``[mesh.peers]``), ``consul_nodes.ConsulMesh`` the Consul one.
+
+    The directory-specific parts are ``directory``, ``port_kinds``, ``base_config``,
+    ``node_config`` (how ``build_mesh`` writes the nodes' files) and ``converge`` /
+    ``wait_peer_down`` (what a test waits for after a node's state changes).
+    """
+
+    directory = "static"
+    port_kinds: tuple[str, ...] = ("imap", "pop3")
 
     def __init__(
         self, root: Path, accounts: Mapping[str, MeshAccount], key_file: Path, ca_file: Path
@@ -227,9 +333,42 @@ class Mesh:
         """Each node's log size now (``since`` for later reads)."""
         return {name: node.log_size() for name, node in self.nodes.items()}
 
+    # -- configuration ---------------------------------------------------------------------
+
+    def base_config(self, source: Mapping[str, Any], tls: Mapping[str, str]) -> dict[str, Any]:
+        """The file every node shares (before ``node_config``): peers from ``[mesh.peers]``."""
+        config = base_config(source, self.key_file, tls, self.ca_file)
+        config["mesh"]["peers"] = dict(NODES)
+        return config
+
+    def node_config(
+        self,
+        name: str,
+        base: Mapping[str, Any],
+        ports: Mapping[str, int],
+        overrides: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        return node_config(base, NODES[name], ports, overrides)
+
+    # -- life ------------------------------------------------------------------------------
+
     def start(self) -> None:
         for node in self:
             node.start()
+        self.converge()
+
+    def converge(self) -> None:
+        """Wait until every running node routes to every running peer: nothing to wait for
+        with a static peers table (a node is ready once its listeners greet)."""
+
+    def restart(self, node: Node) -> None:
+        """Start ``node`` again (after ``kill`` or ``stop``) and wait until the mesh knows."""
+        node.start()
+        self.converge()
+
+    def wait_peer_down(self, name: str) -> None:
+        """Wait until the directory of every other running node knows that ``name`` (killed)
+        is down: the static table never learns it (each login dials and fails)."""
 
     def stop(self) -> None:
         """Stop every node, then check every log (the first problem is raised)."""
@@ -271,6 +410,7 @@ def node_config(
 def base_config(
     source: Mapping[str, Any], key_file: Path, tls: Mapping[str, str], ca_file: Path
 ) -> dict[str, Any]:
+    """What every mesh's file has, whatever its directory."""
     return {
         "imap": {"listen": [], "proxy": True, "sasl_mechanisms": MECHANISMS},
         "pop3": {"listen": [], "proxy": True, "sasl_mechanisms": MECHANISMS},
@@ -284,7 +424,6 @@ def base_config(
             "ca_file": str(ca_file),
             "connect_timeout": 2.0,
             "login_timeout": 5.0,
-            "peers": dict(NODES),
         },
     }
 
@@ -304,21 +443,33 @@ def build_mesh(
     tls: Mapping[str, str],
     ca_file: Path,
     *,
+    mesh_class: Callable[..., Mesh] = Mesh,
     names: Iterable[str] = tuple(NODES),
     overrides: Mapping[str, Any] | None = None,
     per_node: Mapping[str, Mapping[str, Any]] | None = None,
+    hostnames: Mapping[str, str] | None = None,
+    **mesh_kwargs: Any,
 ) -> Mesh:
-    """A mesh (not started) of ``names``; every node has the same ports."""
+    """A mesh (not started) of ``names``, every node with the same ports; ``mesh_class``
+    (given ``mesh_kwargs``) chooses the directory.  ``hostnames``: a node's PROXY_HOSTNAME
+    when it is not its name."""
     root.mkdir(parents=True, exist_ok=True)
     key_file = write_key(root / "mesh.key")
-    mesh = Mesh(root, accounts, key_file, ca_file)
+    mesh = mesh_class(root, accounts, key_file, ca_file, **mesh_kwargs)
     chosen = list(names)
     addresses = [NODES[name] for name in chosen]
-    ports = {"imap": common_free_port(addresses), "pop3": common_free_port(addresses)}
-    base = deep_merge(base_config(source, key_file, tls, ca_file), overrides or {})
+    ports = {kind: common_free_port(addresses) for kind in mesh.port_kinds}
+    base = deep_merge(mesh.base_config(source, tls), overrides or {})
     for name in chosen:
-        config = node_config(base, NODES[name], ports, (per_node or {}).get(name, {}))
-        mesh.nodes[name] = Node(name, NODES[name], config, root / name, ca_file)
+        config = mesh.node_config(name, base, ports, (per_node or {}).get(name, {}))
+        mesh.nodes[name] = Node(
+            name,
+            NODES[name],
+            config,
+            root / name,
+            ca_file,
+            proxy_hostname=(hostnames or {}).get(name, ""),
+        )
     return mesh
 
 

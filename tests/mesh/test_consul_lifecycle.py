@@ -18,16 +18,14 @@ from .consul_nodes import (
     CONSUL_MESH,
     TTL,
     ConsulMesh,
-    ConsulNode,
     all_instances,
-    build_consul_mesh,
     cluster_for,
     node_state,
     passing_instances,
     wait_until,
 )
-from .nodes import imap_login, materialise, mesh_account, userdb_source
-from .test_consul_mesh import PROMPT, login_reply
+from .nodes import Node, imap_login, login_reply, materialise, mesh_account, userdb_source
+from .test_consul_mesh import PROMPT
 
 pytestmark = pytest.mark.mesh
 
@@ -51,32 +49,24 @@ def life_mesh(mesh_factory: MeshFactory, cluster: ConsulCluster) -> Iterator[Con
     accounts = {f"c{n}": mesh_account(f"c{n}", f"mx{n}") for n in (2, 3, 4)}
     materialise(accounts.values(), folder)
     source = userdb_source(folder / "userdb", accounts.values())
-    tls = mesh_factory.tls
-    mesh = build_consul_mesh(
+    mesh = mesh_factory.start(
         folder,
         accounts,
         source,
-        tls.section(),
-        tls.ca,
-        cluster,
+        directory="consul",
+        cluster=cluster,
         overrides={"mesh": {"drain_timeout": DRAIN}},
         hostnames={"mx3": "box3"},
     )
-    mesh_factory.running.append(mesh)
-    mesh.start()
+    assert isinstance(mesh, ConsulMesh)
     yield mesh
     mesh_factory.stop(mesh)
 
 
-def refused_fast(node: ConsulNode, login: str, password: str) -> None:
+def refused_fast(node: Node, login: str, password: str) -> None:
     reply, took = login_reply(node, login, password)
     assert reply.startswith(b"l1 NO [UNAVAILABLE]"), reply
     assert took < PROMPT, f"refusal took {took:.2f} s"
-
-
-def restart(mesh: ConsulMesh, node: ConsulNode) -> None:
-    node.start()
-    mesh.wait_converged()
 
 
 # -- identity ----------------------------------------------------------------------------------
@@ -122,7 +112,7 @@ def test_a_killed_node_turns_critical_and_is_refused(life_mesh: ConsulMesh) -> N
             r"mailhost mx4 unreachable: mx4 not passing in Consul", since=offsets["mx2"]
         )
     finally:
-        restart(mesh, victim)
+        mesh.restart(victim)
     with imap_login(front, account) as client:
         assert client.select("INBOX")[0] == "OK"
 
@@ -164,7 +154,7 @@ def test_sigterm_drains_in_maintenance_then_deregisters(life_mesh: ConsulMesh) -
         refused_fast(front, mesh.account("c4").login, mesh.account("c4").password)
         front.wait_for_log(r"mailhost mx4 unreachable: mx4 left the Consul catalog", since=0)
     finally:
-        restart(mesh, node)
+        mesh.restart(node)
 
 
 def _in_maintenance(cluster: ConsulCluster, node: str) -> bool:
@@ -201,7 +191,7 @@ def test_consul_down_and_back(life_mesh: ConsulMesh) -> None:
     mesh.wait_converged()
     took = time.monotonic() - restarted
     assert took < RECOVERY, f"the mesh took {took:.1f} s to register and see everyone again"
-    for node in mesh.consul_nodes():
+    for node in mesh:
         assert node.health()["status"] == "ok"
     log = front.log_since(offsets["mx2"])
     assert re.search(r"Consul catalog reachable again after [\d.]+ s", log), log
@@ -216,11 +206,11 @@ def test_an_index_that_goes_backwards_is_reset(life_mesh: ConsulMesh) -> None:
     index; one sent just after the drop waits out its ``wait`` (as with a real Consul), then
     answers with the lower index.  Either way the watch resets and goes on."""
     mesh, cluster = life_mesh, life_mesh.cluster
-    for node in mesh.consul_nodes():  # every watch has read since Consul's last restart
+    for node in mesh:  # every watch has read since Consul's last restart
         node.wait_health(lambda body: body["consul"]["index"].get("imap", 0) > 1, what="an index")
     offsets = mesh.offsets()
     cluster.restore_index(1)
-    for node in mesh.consul_nodes():
+    for node in mesh:
         node.wait_for_log(
             r"Consul index of meshproxy-imap went back \(\d+ < \d+\): reset",
             since=offsets[node.name],

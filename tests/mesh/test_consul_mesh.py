@@ -20,15 +20,13 @@ from .conftest import MeshFactory, standard_accounts
 from .consul_nodes import (
     TOKEN,
     ConsulMesh,
-    ConsulNode,
     all_instances,
-    build_consul_mesh,
     cluster_for,
     node_state,
     passing_instances,
     wait_until,
 )
-from .nodes import imap_login, materialise, mesh_account, pop3_login, userdb_source
+from .nodes import imap_login, login_reply, materialise, mesh_account, pop3_login, userdb_source
 
 pytestmark = pytest.mark.mesh
 
@@ -50,30 +48,10 @@ def consul_mesh(mesh_factory: MeshFactory, cluster: ConsulCluster) -> Iterator[C
     accounts["loop9"] = mesh_account("loop9", "mx9")
     materialise(accounts.values(), folder)
     source = userdb_source(folder / "userdb", accounts.values())
-    tls = mesh_factory.tls
-    mesh = build_consul_mesh(folder, accounts, source, tls.section(), tls.ca, cluster)
-    mesh_factory.running.append(mesh)
-    mesh.start()
+    mesh = mesh_factory.start(folder, accounts, source, directory="consul", cluster=cluster)
+    assert isinstance(mesh, ConsulMesh)
     yield mesh
     mesh_factory.stop(mesh)
-
-
-def login_reply(
-    node: ConsulNode, login: str, password: str, proto: str = "imap"
-) -> tuple[bytes, float]:
-    """(the reply to a login, seconds it took)."""
-    with node.line(proto) as client:
-        client.readline()
-        started = time.monotonic()
-        if proto == "imap":
-            client.send(f'l1 LOGIN "{login}" "{password}"\r\n'.encode())
-            reply = client.tagged("l1", timeout=15)[-1]
-        else:
-            client.send(f"USER {login}\r\n".encode())
-            assert client.readline().startswith(b"+OK")
-            client.send(f"PASS {password}\r\n".encode())
-            reply = client.readline(timeout=15)
-        return reply, time.monotonic() - started
 
 
 # -- registration and health -------------------------------------------------------------------
@@ -84,10 +62,10 @@ def test_every_node_registers_its_listeners_passing(consul_mesh: ConsulMesh, pro
     entries = passing_instances(consul_mesh.cluster, f"meshproxy-{proto}")
     by_node = {entry["Node"]["Node"]: entry for entry in entries}
     assert sorted(by_node) == ["mx2", "mx3", "mx4"]
-    for node in consul_mesh.consul_nodes():
+    for node in consul_mesh:
         service = by_node[node.name]["Service"]
         assert service["ID"] == f"meshproxy-{proto}-{node.name}"
-        assert (service["Address"], service["Port"]) == (node.host, node.port_for(proto))
+        assert (service["Address"], service["Port"]) == (node.host, node.port(proto))
         assert service["Meta"] == {"version": "0.1.0", "node": node.name, "mesh_protocol": "1"}
         checks = {check["CheckID"]: check["Status"] for check in by_node[node.name]["Checks"]}
         assert checks == {"serfHealth": "passing", f"meshproxy-{proto}-{node.name}:ttl": "passing"}

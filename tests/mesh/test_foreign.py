@@ -3,7 +3,8 @@
 Accounts whose mailhost is 127.0.0.5, an address no mesh node has, are logged in on Dovecot
 with the client's password (LOGIN / USER+PASS), as Courier's proxy does.  mx2 runs with
 ``[imap] foreign = false``, mx3 with ``foreign = true`` (the one per-node difference besides
-the listen addresses), so the two can be compared.
+the listen addresses), so the two can be compared.  In both directory modes: with Consul,
+127.0.0.5 is no Consul node, so it is foreign too.
 """
 
 from __future__ import annotations
@@ -39,8 +40,9 @@ PROMPT = 2.0
 
 
 @pytest.fixture(scope="module")
-def dovecot(mesh_factory: MeshFactory, dovecot_root: Path) -> Iterator[Dovecot]:
-    folder = mesh_factory.folder("dovecot")
+def dovecot(mesh_factory: MeshFactory, dovecot_root: Path, directory: str) -> Iterator[Dovecot]:
+    """One Dovecot per directory mode (``test_foreign_server_down`` leaves it stopped)."""
+    folder = mesh_factory.folder(f"dovecot-{directory}")
     ports = (common_free_port([FOREIGN_IP]), common_free_port([FOREIGN_IP]))
     server = Dovecot(folder, FOREIGN_IP, *ports, dovecot_root)
     yield server
@@ -48,8 +50,8 @@ def dovecot(mesh_factory: MeshFactory, dovecot_root: Path) -> Iterator[Dovecot]:
 
 
 @pytest.fixture(scope="module")
-def foreign_mesh(mesh_factory: MeshFactory, dovecot: Dovecot) -> Iterator[Mesh]:
-    folder = mesh_factory.folder("foreign")
+def foreign_mesh(mesh_factory: MeshFactory, dovecot: Dovecot, directory: str) -> Iterator[Mesh]:
+    folder = mesh_factory.folder(f"foreign-{directory}")
     accounts = {
         key: mesh_account(key, "", mailhost=FOREIGN_IP, cram=key == "dvcram")
         for key in ("dv1", "dv2", "dvcram", "dvother")
@@ -62,7 +64,13 @@ def foreign_mesh(mesh_factory: MeshFactory, dovecot: Dovecot) -> Iterator[Mesh]:
     overrides = {"foreign": {"imap_port": dovecot.imap_port, "pop3_port": dovecot.pop3_port}}
     per_node = {"mx3": {"imap": {"foreign": True}}}
     mesh = mesh_factory.start(
-        folder, accounts, source, names=("mx2", "mx3"), overrides=overrides, per_node=per_node
+        folder,
+        accounts,
+        source,
+        directory=directory,
+        names=("mx2", "mx3"),
+        overrides=overrides,
+        per_node=per_node,
     )
     yield mesh
     mesh_factory.stop(mesh)

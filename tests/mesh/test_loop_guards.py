@@ -14,6 +14,12 @@ to mx2 (guard 3: a "peer" that turns out to be this node).
 In every case: no connection from a node to itself (``/proc/net/tcp``, TIME-WAIT included),
 at most one mesh hop (the nodes' session logs), a clear answer to the client, and a log line
 naming the disagreement.
+
+Static directory only (unlike the other multi-node modules, not parametrised over
+``directory``): the faults are made of ``[mesh.peers]`` tables (a per-node table that maps a
+peer to this node's address, a peer ``mx6`` at a forwarder), which Consul mode forbids.  The
+Consul counterpart of the peers-table guard, a catalog entry that gives a peer this node's
+address, is ``test_consul_mesh.py::test_a_catalog_that_maps_a_peer_to_this_nodes_address``.
 """
 
 from __future__ import annotations

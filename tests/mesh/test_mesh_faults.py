@@ -1,13 +1,23 @@
 """Faults: a peer killed during a session, a peer down between sessions, replayed and forged
-mesh logins.
+mesh logins; in both directory modes (static ``[mesh.peers]`` and Consul).
 
 The module's own mesh has ``failure_delay = 5``: a refused wrong password waits 5 s, so an
 answer within 2 s proves a down peer is not treated as a wrong password.
+
+A killed node, as a user sees it, is the same in both modes: logins for its accounts get
+``[UNAVAILABLE]`` / ``[SYS/TEMP]`` at once, from the first login on.  Behind that the modes
+differ.  The static table never learns that a peer is down: every login dials it and fails at
+``connect``.  Consul learns it when the killed node's TTL check expires (``consul_nodes.TTL``):
+until then the front node dials and fails at ``connect`` as in static mode, afterwards it
+refuses without dialling (``mx4 not passing in Consul``).  The tests check the first login
+(whichever of the two happened) and, once ``Mesh.wait_peer_down`` says the directory knows,
+a later one with the mode's own log line.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import subprocess
 import sys
@@ -20,7 +30,18 @@ import pytest
 from meshproxy.mesh import assertion
 
 from .conftest import MeshFactory
-from .nodes import CLIENT_IP, Mesh, Node, imap_login, materialise, mesh_account, userdb_source
+from .nodes import (
+    CLIENT_IP,
+    NODES,
+    Mesh,
+    MeshAccount,
+    Node,
+    imap_login,
+    login_reply,
+    materialise,
+    mesh_account,
+    userdb_source,
+)
 
 pytestmark = pytest.mark.mesh
 
@@ -29,33 +50,58 @@ PROMPT = 2.0
 
 
 @pytest.fixture(scope="module")
-def fault_mesh(mesh_factory: MeshFactory) -> Iterator[Mesh]:
-    folder = mesh_factory.folder("faults")
+def fault_mesh(mesh_factory: MeshFactory, directory: str) -> Iterator[Mesh]:
+    folder = mesh_factory.folder(f"faults-{directory}")
     accounts = {f"f{n}": mesh_account(f"f{n}", f"mx{n}") for n in (2, 3, 4)}
     accounts["k3"] = mesh_account("k3", "mx3")
     accounts["l3"] = mesh_account("l3", "mx3", mailhost="mx4,mx3")
     materialise(accounts.values(), folder)
     source = userdb_source(folder / "userdb", accounts.values())
     source["failure_delay"] = FAILURE_DELAY
-    mesh = mesh_factory.start(folder, accounts, source)
+    mesh = mesh_factory.start(folder, accounts, source, directory=directory)
     yield mesh
     mesh_factory.stop(mesh)
 
 
-def _login(node: Node, login: str, password: str, proto: str = "imap") -> tuple[bytes, float]:
-    """(the reply to a login, seconds it took)."""
-    with node.line(proto) as client:
-        client.readline()
-        started = time.monotonic()
-        if proto == "imap":
-            client.send(f'l1 LOGIN "{login}" "{password}"\r\n'.encode())
-            reply = client.tagged("l1", timeout=15)[-1]
-        else:
-            client.send(f"USER {login}\r\n".encode())
-            assert client.readline().startswith(b"+OK")
-            client.send(f"PASS {password}\r\n".encode())
-            reply = client.readline(timeout=15)
-        return reply, time.monotonic() - started
+def _dial_failed(name: str) -> str:
+    """The front node's log line when it dialled killed peer ``name`` and failed."""
+    return rf"routing failure: {name} at {re.escape(NODES[name])}:\d+ failed at stage connect"
+
+
+def _not_passing(name: str) -> str:
+    """The front node's log line when Consul says ``name`` is not passing (no dial)."""
+    return rf"routing failure: mailhost {name} unreachable: {name} not passing in Consul"
+
+
+def _first_failure(mesh: Mesh, name: str) -> str:
+    """Right after the kill: a failed dial; with Consul, the TTL may have expired already."""
+    if mesh.directory == "consul":
+        return rf"{_dial_failed(name)}|{_not_passing(name)}"
+    return _dial_failed(name)
+
+
+def _known_down(mesh: Mesh, front: Node, name: str, since: int) -> None:
+    """After ``mesh.wait_peer_down(name)``: how ``front`` logged the logins since ``since``."""
+    if mesh.directory == "consul":
+        front.wait_for_log(_not_passing(name), since=since)
+        log = front.log_since(since)
+        assert not re.search(_dial_failed(name), log), f"{name} was dialled:\n{log}"
+    else:
+        front.wait_for_log(_dial_failed(name), since=since)
+
+
+def _refused_at_once(front: Node, account: MeshAccount) -> None:
+    """IMAP and POP3 logins of ``account`` get a temporary failure within PROMPT, never the
+    failed-login delay, and are not logged as failed logins."""
+    since = front.log_size()
+    reply, elapsed = login_reply(front, account.login, account.password)
+    assert reply.startswith(b"l1 NO [UNAVAILABLE]"), reply
+    assert elapsed < PROMPT, f"IMAP answered after {elapsed:.2f} s"
+    reply, elapsed = login_reply(front, account.login, account.password, "pop3")
+    assert reply.startswith(b"-ERR [SYS/TEMP]"), reply
+    assert elapsed < PROMPT, f"POP3 answered after {elapsed:.2f} s"
+    failed = [line for line in front.log_since(since).splitlines() if "login failed" in line]
+    assert not [line for line in failed if account.login in line], failed
 
 
 def test_peer_killed_during_a_relayed_session(fault_mesh: Mesh) -> None:
@@ -80,7 +126,7 @@ def test_peer_killed_during_a_relayed_session(fault_mesh: Mesh) -> None:
         assert summary["decision"] == "peer:mx3", summary
     finally:
         if not home.alive():
-            home.start()
+            mesh.restart(home)
 
 
 def test_peer_down_between_sessions(fault_mesh: Mesh) -> None:
@@ -90,49 +136,55 @@ def test_peer_down_between_sessions(fault_mesh: Mesh) -> None:
     since = front.log_size()
     down.kill()
     try:
-        reply, elapsed = _login(front, victim.login, victim.password)
-        assert reply.startswith(b"l1 NO [UNAVAILABLE]"), reply
-        assert elapsed < PROMPT, f"IMAP answered after {elapsed:.2f} s"
-        reply, elapsed = _login(front, victim.login, victim.password, "pop3")
-        assert reply.startswith(b"-ERR [SYS/TEMP]"), reply
-        assert elapsed < PROMPT, f"POP3 answered after {elapsed:.2f} s"
+        _refused_at_once(front, victim)
+        front.wait_for_log(_first_failure(mesh, "mx4"), since=since)
         # other accounts are unaffected: one homed on another peer, one local
         for key in ("f3", "f2"):
             with imap_login(front, mesh.account(key)) as client:
                 assert client.select("INBOX")[0] == "OK"
-        front.wait_for_log(
-            r"routing failure: mx4 at 127\.0\.0\.4:\d+ failed at stage connect", since=since
-        )
-        failed = [line for line in front.log_since(since).splitlines() if "login failed" in line]
-        assert not [line for line in failed if victim.login in line], failed
         # the delay a down peer does not get is real: a wrong password waits for it
-        reply, elapsed = _login(front, victim.login, "Wrong-" + secrets.token_hex(4))
+        reply, elapsed = login_reply(front, victim.login, "Wrong-" + secrets.token_hex(4))
         assert reply.startswith(b"l1 NO"), reply
         assert elapsed >= FAILURE_DELAY - 0.1, elapsed
+        # later, once the directory knows (Consul: the TTL expired): still at once
+        mesh.wait_peer_down("mx4")
+        later = front.log_size()
+        _refused_at_once(front, victim)
+        _known_down(mesh, front, "mx4", later)
     finally:
         if not down.alive():
-            down.start()
+            mesh.restart(down)
     with imap_login(front, victim) as client:
         assert client.select("INBOX")[0] == "OK"
 
 
 def test_a_mailhost_list_is_tried_in_order(fault_mesh: Mesh) -> None:
-    """``mailhost=mx4,mx3``: with mx4 down the front node goes on to mx3 at once."""
+    """``mailhost=mx4,mx3``: with mx4 down the front node goes on to mx3 at once, right after
+    the kill and once the directory knows."""
     mesh = fault_mesh
     down, front = mesh["mx4"], mesh["mx2"]
     account = mesh.account("l3")
-    since = front.log_size()
-    down.kill()
-    try:
+
+    def served_by_mx3(since: int) -> None:
         started = time.monotonic()
         with imap_login(front, account) as client:
             assert client.select("INBOX")[0] == "OK"
         assert time.monotonic() - started < PROMPT
-        front.wait_for_log(r"routing failure: mx4 at 127\.0\.0\.4:\d+", since=since)
-        front.wait_for_log(r"decision=peer:mx3", since=since)
+        summary = front.wait_summary(since, user=account.login)
+        assert summary["decision"] == "peer:mx3", summary
+
+    since = front.log_size()
+    down.kill()
+    try:
+        served_by_mx3(since)
+        front.wait_for_log(_first_failure(mesh, "mx4"), since=since)
+        mesh.wait_peer_down("mx4")
+        later = front.log_size()
+        served_by_mx3(later)
+        _known_down(mesh, front, "mx4", later)
     finally:
         if not down.alive():
-            down.start()
+            mesh.restart(down)
 
 
 # --- hand-made mesh logins (the session userdb mesh: small failure delay) ---------------------

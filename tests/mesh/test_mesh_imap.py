@@ -1,4 +1,5 @@
-"""IMAP through the mesh: every node reaches every account's mailbox, with both sources.
+"""IMAP through the mesh: every node reaches every account's mailbox, with both sources,
+in both directory modes (static ``[mesh.peers]`` and Consul).
 
 Clients bind to 127.0.0.77; the home node's Courier must log that address (passed in the mesh
 login), not the front node's.
@@ -125,14 +126,20 @@ def test_cram_md5_through_a_non_home_node(userdb_mesh: Mesh) -> None:
 
 
 @pytest.fixture(scope="module")
-def tls_mesh(mesh_factory: MeshFactory) -> Iterator[Mesh]:
-    """Two nodes with ``[mesh] tls = true``: STARTTLS between peers, verified by node name."""
-    folder = mesh_factory.folder("mesh-tls")
+def tls_mesh(mesh_factory: MeshFactory, directory: str) -> Iterator[Mesh]:
+    """Two nodes with ``[mesh] tls = true``: STARTTLS between peers, verified by node name
+    (the ``[mesh.peers]`` name, or the Consul node name)."""
+    folder = mesh_factory.folder(f"mesh-tls-{directory}")
     accounts = {"t3": mesh_account("t3", "mx3")}
     materialise(accounts.values(), folder)
     source = userdb_source(folder / "userdb", accounts.values())
     mesh = mesh_factory.start(
-        folder, accounts, source, names=("mx2", "mx3"), overrides={"mesh": {"tls": True}}
+        folder,
+        accounts,
+        source,
+        directory=directory,
+        names=("mx2", "mx3"),
+        overrides={"mesh": {"tls": True}},
     )
     yield mesh
     mesh_factory.stop(mesh)

@@ -4,7 +4,7 @@ The account lives on mx4; mbsync talks to mx2 (plaintext: isync matches certific
 not IP addresses, and the nodes have only addresses), which relays to mx4.  Messages go
 down (delivered into mx4's Maildir: Courier's APPEND takes ~45 ms each, even locally) and up
 (new files in the local Maildir), and both sides are
-compared message by message.
+compared message by message.  Once per directory mode (static and Consul).
 """
 
 from __future__ import annotations

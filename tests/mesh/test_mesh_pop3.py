@@ -1,7 +1,7 @@
 """POP3 through the mesh: a message appended through one node is retrieved through a third.
 
-Both account sources; the home node's Courier logs the real client (127.0.0.77) and the
-front node's summary names the peer.
+Both account sources, both directory modes (static and Consul); the home node's Courier logs
+the real client (127.0.0.77) and the front node's summary names the peer.
 """
 
 from __future__ import annotations
