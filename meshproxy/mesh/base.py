@@ -8,11 +8,13 @@ dialling a target never needs DNS.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Protocol
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_ip(text: str) -> str | None:
     """The canonical text of a numeric IP (``::ffff:a.b.c.d`` as ``a.b.c.d``); None if not one."""
     try:
