@@ -221,15 +221,6 @@ class Session:
             return False
         self.summary.user = account.login
         self.summary.origin = f"{origin.origin}/{origin.session}"
-        _log.info(
-            "session %s mesh login user=%s origin=%s/%s client=%s hop=%d",
-            self.id,
-            log.field(account.login),
-            log.field(origin.origin),
-            log.field(origin.session),
-            log.client(origin.client_ip, origin.client_port),
-            origin.hop,
-        )
         return self._hand_off(core, event, account, (origin.client_ip, origin.client_port))
 
     def _proxy(

@@ -51,6 +51,15 @@ def accept(
             log.field(why),
         )
         raise TempFail(detail=f"routing disagreement with {origin.origin}")
+    _log.info(
+        "session %s mesh login user=%s origin=%s/%s client=%s hop=%d",
+        session,
+        log.field(account.login),
+        log.field(origin.origin),
+        log.field(origin.session),
+        log.client(origin.client_ip, origin.client_port),
+        origin.hop,
+    )
     return account, origin
 
 
