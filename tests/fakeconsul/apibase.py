@@ -10,6 +10,8 @@ from .model import Check, Service
 from .util import ApiError, parse_go_bool, parse_go_duration
 from .web import Request
 
+_RNG = random.Random()  # its own generator: never the random module's shared state
+
 if TYPE_CHECKING:
     from .server import ConsulCluster
 
@@ -35,7 +37,7 @@ def blocking_params(req: Request) -> tuple[int, float]:
     if wait <= 0:
         wait = DEFAULT_WAIT
     wait = min(wait, MAX_WAIT)
-    return index, wait + random.uniform(0, wait / 16)
+    return index, wait + _RNG.uniform(0, wait / 16)
 
 
 class ApiBase:

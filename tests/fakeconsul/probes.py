@@ -9,6 +9,8 @@ import threading
 import time
 from collections.abc import Callable
 
+_RNG = random.Random()  # its own generator: never the random module's shared state
+
 TICK = 0.02  # seconds between TTL-deadline / reaper looks
 
 
@@ -65,7 +67,7 @@ class TcpProbe(threading.Thread):
         self.interval = interval
         self.timeout = timeout
         self._report = report
-        self._first = 0.0 if immediate else random.uniform(0, interval)
+        self._first = 0.0 if immediate else _RNG.uniform(0, interval)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
