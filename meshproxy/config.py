@@ -119,7 +119,7 @@ class LimitsConfig:
     max_connections: int = _opt(1000, "Pre-login and relayed sessions at once, all listeners.")
     max_per_ip: int = _opt(20, "Sessions at once from one client address.")
     login_timeout: float = _opt(60.0, "Seconds a client has to log in.")
-    idle_timeout: float = _opt(1800.0, "Seconds a relayed session may stay silent both ways.")
+    idle_timeout: float = _opt(7200.0, "Seconds a relayed session may stay silent both ways.")
     max_line: int = _opt(8192, "Longest pre-login command line, in bytes.")
     max_literal: int = _opt(8192, "Largest pre-login literal, in bytes.")
     max_errors: int = _opt(10, "Protocol errors in a row before the session is closed.")

@@ -40,7 +40,7 @@ from meshproxy import log
 from meshproxy.credentials import PlainCredentials
 from meshproxy.errors import LoginDisabled, MechanismUnusable, TempFail
 from meshproxy.io import peer_imap, peer_pop3
-from meshproxy.io.wire import Dialer, Login, LoginRefused, PeerError, Wire
+from meshproxy.io.wire import Dialer, Login, LoginRefused, PeerError, Wire, keep_alive
 from meshproxy.mesh import assertion
 from meshproxy.mesh.base import (
     Address,
@@ -180,6 +180,7 @@ def connect(address: Address, timeout: float) -> socket.socket:
         sock.connect((ip, address.port))
         sock.settimeout(None)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        keep_alive(sock)
     except OSError as exc:
         sock.close()
         raise PeerError("connect", _describe(exc, timeout)) from exc

@@ -32,7 +32,7 @@ from meshproxy.io import health, tls
 from meshproxy.io.connection import Session
 from meshproxy.io.local import Launcher
 from meshproxy.io.state import Listener, Shared, listeners
-from meshproxy.io.wire import Dialer
+from meshproxy.io.wire import Dialer, keep_alive
 from meshproxy.mesh import assertion
 from meshproxy.protocol import replies
 
@@ -111,6 +111,7 @@ class Daemon:
         # The session owns its socket and may outlive this handler (a relay runs on watchers),
         # but StreamServer closes the socket it passed in when the handler returns: detach.
         owned = socket.socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        keep_alive(owned)
         session = Session(self.shared, spec, owned, address)
         session.on_end = lambda: self._ended(session, ip)
         self.shared.sessions.add(session)

@@ -23,6 +23,21 @@ LINE_CAP = 65536
 RECV_SIZE = 16384
 
 
+KEEPALIVE_IDLE = 300
+"""Seconds of silence before TCP keepalive probes start on client and peer connections."""
+KEEPALIVE_INTERVAL = 60
+KEEPALIVE_PROBES = 5
+
+
+def keep_alive(sock: socket.socket) -> None:
+    """TCP keepalive: a vanished peer or client of a long, silent session (IDLE) is noticed
+    after about ten minutes, without a short idle timeout cutting live IMAP IDLE sessions."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, KEEPALIVE_INTERVAL)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, KEEPALIVE_PROBES)
+
+
 class PeerError(Exception):
     """One address failed at ``stage``; ``detail`` is for the log (never a password)."""
 

@@ -11,6 +11,7 @@ import os
 import re
 import select
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -225,6 +226,29 @@ def test_relay_idle_timeout_closes_a_silent_session(
         assert client.read_to_eof(WAIT) == b""
         assert time.monotonic() - started >= 0.9
     daemon.wait_for_log(r"decision=local-relay .*reason=idle")
+
+
+def test_relayed_client_connections_use_tcp_keepalive(
+    daemon: Daemon, accounts: dict[str, Account]
+) -> None:
+    """A long IDLE is silent for minutes: a vanished client is found by TCP keepalive
+    (probes after 300 s), not by cutting live sessions with a short idle timeout."""
+    with daemon.raw("imap", tls=True) as client:
+        port = port_of(client)
+        assert imap_login(client, accounts["logs"])[-1].startswith(b"a1 OK")
+        deadline = time.monotonic() + WAIT
+        shown = ""
+        while time.monotonic() < deadline:  # ss shows one timer: until the data is acked,
+            shown = subprocess.run(  # the retransmission timer ("on") hides keepalive's
+                ["ss", "-tnoH", "state", "established", f"( dport = :{port} )"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            if "timer:(on," not in shown:
+                break
+        client.command("a2", "LOGOUT")
+    assert re.search(r"timer:\(keepalive,", shown), shown
 
 
 # -- daemon shutdown ---------------------------------------------------------------------------
