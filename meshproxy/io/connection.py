@@ -391,7 +391,13 @@ class Session:
                 self.core.login_failed(TempFail(detail="internal error"))
             else:
                 self.core.shutdown("Internal server error")
-        except Exception:  # the core itself may be what failed
+        except Exception as again:  # the core itself may be what failed: no reply is possible
+            _log.error(
+                "session %s: no reply after the failure: %s: %s",
+                self.id,
+                type(again).__name__,
+                log.field(again),
+            )
             return
         self._last_words(self.core)
 
