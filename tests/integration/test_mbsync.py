@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -13,65 +10,12 @@ import pytest
 from .accounts import Account
 from .daemon import Daemon
 from .mail import append, fetch_all, imap_login, message, message_id, split_body
+from .mbsync import add_locally, local_messages, mbsyncrc, run_mbsync, write_rc
 
 pytestmark = pytest.mark.integration
 
 DOWN = 300
 UP = 50
-
-
-def mbsyncrc(daemon: Daemon, account: Account, local: Path) -> str:
-    return f"""\
-IMAPAccount far
-Host localhost
-Port {daemon.imap_port}
-User {account.login}
-Pass {account.password}
-SSLType STARTTLS
-SSLVersions TLSv1.2 TLSv1.3
-CertificateFile {daemon.ca_file}
-AuthMechs LOGIN
-Timeout 30
-
-IMAPStore far
-Account far
-
-MaildirStore near
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel both
-Far :far:
-Near :near:
-Patterns INBOX
-Sync All
-Create Both
-Expunge None
-SyncState *
-"""
-
-
-def run_mbsync(rc: Path) -> str:
-    result = subprocess.run(
-        ["mbsync", "-c", str(rc), "-V", "-a"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    return output
-
-
-def local_messages(inbox: Path) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
-    for sub in ("cur", "new"):
-        for path in (inbox / sub).iterdir():
-            raw = path.read_bytes()
-            found[message_id(raw)] = split_body(raw)
-    return found
 
 
 def server_messages(daemon: Daemon, account: Account) -> dict[str, bytes]:
@@ -94,9 +38,17 @@ def test_mbsync_both_ways(daemon: Daemon, accounts: dict[str, Account], tmp_path
 
     local = tmp_path / "mail"
     local.mkdir()
-    rc = tmp_path / "mbsyncrc"
-    rc.write_text(mbsyncrc(daemon, account, local))
-    rc.chmod(0o600)
+    rc = write_rc(
+        tmp_path,
+        mbsyncrc(
+            host="localhost",
+            port=daemon.imap_port,
+            login=account.login,
+            password=account.password,
+            local=local,
+            ca_file=daemon.ca_file,
+        ),
+    )
 
     run_mbsync(rc)
     inbox = local / "INBOX"
@@ -104,8 +56,7 @@ def test_mbsync_both_ways(daemon: Daemon, accounts: dict[str, Account], tmp_path
 
     for number in range(UP):
         raw = message(f"up {number}", f"Uploaded {number}.\r\n{secrets.token_hex(16)}\r\n")
-        name = f"{time.time_ns()}.M{number}P{os.getpid()}.mpt"
-        (inbox / "new" / name).write_bytes(raw.replace(b"\r\n", b"\n"))
+        add_locally(inbox, number, raw)
         sent[message_id(raw)] = split_body(raw)
 
     run_mbsync(rc)

@@ -10,70 +10,20 @@ compared message by message.  Once per directory mode (static and Consul).
 from __future__ import annotations
 
 import imaplib
-import os
 import secrets
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from integration.accounts import deliver
 from integration.mail import message, message_id, split_body
+from integration.mbsync import add_locally, local_messages, mbsyncrc, run_mbsync, write_rc
 
-from .nodes import Mesh, MeshAccount, Node, imap_login
+from .nodes import Mesh, imap_login
 
 pytestmark = pytest.mark.mesh
 
 DOWN = 300
 UP = 40
-
-
-def mbsyncrc(node: Node, account: MeshAccount, local: Path) -> str:
-    return f"""\
-IMAPAccount far
-Host {node.host}
-Port {node.port("imap")}
-User {account.login}
-Pass {account.password}
-SSLType None
-AuthMechs LOGIN
-Timeout 30
-
-IMAPStore far
-Account far
-
-MaildirStore near
-Path {local}/
-Inbox {local}/INBOX
-SubFolders Verbatim
-
-Channel both
-Far :far:
-Near :near:
-Patterns INBOX
-Sync All
-Create Both
-Expunge None
-SyncState *
-"""
-
-
-def run_mbsync(rc: Path) -> str:
-    result = subprocess.run(
-        ["mbsync", "-c", str(rc), "-a"], capture_output=True, text=True, timeout=180, check=False
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-5000:]
-    return output
-
-
-def local_messages(inbox: Path) -> dict[str, bytes]:
-    found: dict[str, bytes] = {}
-    for sub in ("cur", "new"):
-        for path in (inbox / sub).iterdir():
-            raw = path.read_bytes()
-            found[message_id(raw)] = split_body(raw)
-    return found
 
 
 def server_messages(client: imaplib.IMAP4) -> dict[str, bytes]:
@@ -103,9 +53,18 @@ def test_mbsync_through_a_non_home_node(userdb_mesh: Mesh, tmp_path: Path) -> No
 
     local = tmp_path / "mail"
     local.mkdir()
-    rc = tmp_path / "mbsyncrc"
-    rc.write_text(mbsyncrc(mesh["mx2"], account, local))
-    rc.chmod(0o600)
+    front = mesh["mx2"]
+    rc = write_rc(
+        tmp_path,
+        mbsyncrc(
+            host=front.host,
+            port=front.port("imap"),
+            login=account.login,
+            password=account.password,
+            local=local,
+            ca_file=None,
+        ),
+    )
     since = mesh["mx2"].log_size()
     run_mbsync(rc)
     inbox = local / "INBOX"
@@ -113,8 +72,7 @@ def test_mbsync_through_a_non_home_node(userdb_mesh: Mesh, tmp_path: Path) -> No
 
     for number in range(UP):
         raw = message(f"up {number}", f"Uploaded {number}.\r\n{secrets.token_hex(16)}\r\n")
-        name = f"{time.time_ns()}.M{number}P{os.getpid()}.mpm"
-        (inbox / "new" / name).write_bytes(raw.replace(b"\r\n", b"\n"))
+        add_locally(inbox, number, raw)
         sent[message_id(raw)] = split_body(raw)
     run_mbsync(rc)
 
